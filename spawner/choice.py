@@ -1,0 +1,103 @@
+"""Which resource profiles a person may start, and turning a (possibly crafted) request into one of them.
+
+Pure functions over plain data, so the rules are unit-tested without a hub. The form only *shows* the
+allowed profiles; everything a browser or API client sends is checked again here, because a POST can name
+any profile or add any field.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+
+from tornado import web
+
+
+class ProfileChoiceError(web.HTTPError):
+    """A refused choice; the message is shown to the user on the spawn form."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(status, log_message=message)
+        # JupyterHub shows `jupyterhub_message` on the spawn form and the spawn-pending page.
+        self.jupyterhub_message = message
+
+
+def allowed_profiles(profiles: Sequence[Mapping], roles: Iterable[str]) -> list[Mapping]:
+    """The profiles any of ``roles`` may start, in site-file order."""
+    have = set(roles)
+    return [p for p in profiles if have.intersection(p.get("roles", ()))]
+
+
+def choose_profile(profiles: Sequence[Mapping], roles: Iterable[str], user_options: Mapping | None) -> Mapping:
+    """The profile ``user_options`` asks for, if this person may start it.
+
+    ``user_options`` is ``{"profile": slug}`` from the form or the REST API; an empty request means the
+    first allowed profile (what a plain "Start My Server" click sends). Anything else is refused.
+    """
+    roles = sorted(set(roles))
+    options = dict(user_options or {})
+    mine = allowed_profiles(profiles, roles)
+    if not mine:
+        raise ProfileChoiceError(
+            403,
+            f"Your role(s) ({', '.join(roles) or 'none'}) may not start any server profile; ask your instructor "
+            "or the hub admins.",
+        )
+    unknown = sorted(set(options) - {"profile"})
+    if unknown:
+        # Resources come from the profile, never from the request: a crafted `gpus=8` must not pass.
+        raise ProfileChoiceError(
+            400,
+            f"Unsupported option(s) {', '.join(map(repr, unknown))}: choose a profile; its resources are fixed "
+            "by the site configuration.",
+        )
+    slug = options.get("profile")
+    if slug is None:
+        return mine[0]
+    if not isinstance(slug, str):
+        raise ProfileChoiceError(400, f"The profile must be given as a name, not {type(slug).__name__}.")
+    by_slug = {p["slug"]: p for p in profiles}
+    if slug not in by_slug:
+        names = ", ".join(p["slug"] for p in mine)
+        raise ProfileChoiceError(400, f"There is no profile {slug!r}. You can choose: {names}.")
+    profile = by_slug[slug]
+    if profile not in mine:
+        raise ProfileChoiceError(
+            403,
+            f"Profile {slug!r} is not available to your role(s) ({', '.join(roles)}). "
+            f"You can choose: {', '.join(p['slug'] for p in mine)}.",
+        )
+    return profile
+
+
+def options_from_form(formdata: Mapping[str, list[str]]) -> dict:
+    """Form fields → user_options; every field is kept so that `choose_profile` can refuse extras."""
+    options: dict = {}
+    for key, values in formdata.items():
+        if key == "_xsrf":
+            continue
+        if len(values) != 1:
+            raise ProfileChoiceError(400, f"Form field {key!r} must be given exactly once.")
+        options[key] = values[0]
+    return options
+
+
+def render_form(profiles: Sequence[Mapping]) -> str:
+    """The spawn form: one radio button per allowed profile, the first pre-selected."""
+    rows = []
+    for index, profile in enumerate(profiles):
+        slug = html.escape(profile["slug"])
+        checked = " checked" if index == 0 else ""
+        summary = f"{profile.get('cpus', '')} CPU, {profile.get('memory', '')} memory"
+        if profile.get("gpus"):
+            summary += f", {profile['gpus']} GPU"
+        rows.append(
+            f"""
+  <label class="condorhub-profile" for="profile-{slug}" style="display:block;margin:0.5em 0">
+    <input type="radio" name="profile" id="profile-{slug}" value="{slug}"{checked}>
+    <strong>{html.escape(profile["display_name"])}</strong>
+    <span class="text-muted">({html.escape(summary)})</span><br>
+    <small>{html.escape(profile.get("description", ""))}</small>
+  </label>"""
+        )
+    return '<fieldset class="condorhub-profiles"><legend>Resource profile</legend>' + "".join(rows) + "\n</fieldset>"

@@ -1,0 +1,149 @@
+"""Servers on the login node: the hub machine itself, running as the user's own Unix account.
+
+VISPA let students do small interactive work on the login node and sent heavy work to the batch system;
+this is that first half, and it is also what a one-machine installation without HTCondor offers.
+
+Unlike JupyterHub's LocalProcessSpawner this does not need the user in the hub's NSS (``pwd``): the LDAP
+authenticator already read the posixAccount (uidNumber, gidNumber, homeDirectory) into the encrypted
+auth state, so that is the identity the process gets. A hub host that resolves LDAP users through
+sssd/nslcd works the same; one that does not still starts servers with the right uid.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from jupyterhub.spawner import LocalProcessSpawner
+from tornado import web
+from traitlets import Bool, Integer
+
+
+@dataclass(frozen=True)
+class PosixIdentity:
+    """Who a server runs as, from the user's LDAP posixAccount."""
+
+    uid: int
+    gid: int
+    home: str
+    shell: str = ""
+
+    @classmethod
+    def from_auth_state(cls, auth_state: dict | None, *, min_uid: int) -> PosixIdentity:
+        """The identity in ``auth_state``; refuses one that is missing or is root/a system account."""
+        state = auth_state or {}
+        try:
+            uid = int(state["uid_number"])
+            gid = int(state["gid_number"])
+            home = str(state["home_directory"])
+        except (KeyError, TypeError, ValueError):
+            raise web.HTTPError(
+                500,
+                "Your account has no Unix identity (posixAccount uidNumber, gidNumber, homeDirectory) in the "
+                "directory, so no server can be started for it. Ask your administrators to add one.",
+            ) from None
+        if uid < min_uid or gid < min_uid:
+            # Never start a server as root or a system account, whatever the directory says.
+            raise web.HTTPError(
+                403, f"Refusing to start a server as uid {uid}/gid {gid}: below the minimum uid {min_uid}."
+            )
+        if not os.path.isabs(home):
+            raise web.HTTPError(500, f"Home directory {home!r} in the directory is not an absolute path.")
+        return cls(uid=uid, gid=gid, home=home, shell=str(state.get("login_shell") or ""))
+
+
+class LoginNodeSpawner(LocalProcessSpawner):
+    """Start ``jupyterhub-singleuser`` on the hub machine as the user's LDAP uid/gid."""
+
+    min_uid = Integer(
+        1000,
+        config=True,
+        help="""
+        Lowest uid and gid a server may run as. Accounts below it (root, daemons) are refused even if the
+        directory lists them, so a compromised or mistaken LDAP entry cannot get a root server.
+        """,
+    )
+
+    create_home = Bool(
+        True,
+        config=True,
+        help="""
+        Create the user's home directory (mode 0700, owned by the user) when it does not exist yet.
+        Sites whose homes live on NFS created by account provisioning can turn this off; a missing home is
+        then an error shown on the spawn page.
+        """,
+    )
+
+    identity: PosixIdentity | None = None
+
+    async def run_auth_state_hook(self, auth_state):
+        self.identity = PosixIdentity.from_auth_state(auth_state, min_uid=self.min_uid)
+        return await super().run_auth_state_hook(auth_state)
+
+    def _require_identity(self) -> PosixIdentity:
+        if self.identity is None:
+            raise web.HTTPError(
+                500,
+                "No Unix identity for this server: the hub needs auth state (enable_auth_state) filled by "
+                "condorhub's LDAP authenticator.",
+            )
+        return self.identity
+
+    def _prepare_home(self, identity: PosixIdentity) -> None:
+        if os.path.isdir(identity.home):
+            return
+        if not self.create_home:
+            raise web.HTTPError(500, f"Home directory {identity.home} does not exist; ask your administrators.")
+        os.makedirs(identity.home, mode=0o700, exist_ok=True)
+        os.chown(identity.home, identity.uid, identity.gid)
+
+    def make_preexec_fn(self, name):
+        identity = self._require_identity()
+
+        def preexec():
+            # Runs in the child between fork and exec: drop every group the hub had, then become the user.
+            os.setgroups([identity.gid])
+            os.setgid(identity.gid)
+            os.setuid(identity.uid)
+            try:
+                os.chdir(identity.home)
+            except OSError as err:
+                print(f"cannot enter home {identity.home}: {err}", file=sys.stderr)
+                os.chdir("/")
+
+        return preexec
+
+    def user_env(self, env):
+        identity = self._require_identity()
+        env["USER"] = env["LOGNAME"] = self.user.name
+        env["HOME"] = identity.home
+        if identity.shell:
+            env["SHELL"] = identity.shell
+        return env
+
+    async def move_certs(self, paths):
+        # Only used with internal_ssl; the stock version looks the user up in pwd.
+        raise NotImplementedError("internal_ssl is not supported for login-node servers")
+
+    async def start(self):
+        identity = self._require_identity()
+        self._prepare_home(identity)
+        return await super().start()
+
+    def get_state(self):
+        state = super().get_state()
+        if self.identity is not None:
+            # Kept so that stop() after a hub restart still knows the server's identity.
+            state["identity"] = {"uid": self.identity.uid, "gid": self.identity.gid, "home": self.identity.home}
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        ident = state.get("identity")
+        if ident:
+            self.identity = PosixIdentity(uid=ident["uid"], gid=ident["gid"], home=ident["home"])
+
+    def clear_state(self):
+        super().clear_state()
+        self.identity = None

@@ -1,0 +1,183 @@
+"""ProfileSpawner: the spawner JupyterHub sees; it runs the chosen profile's own spawner inside.
+
+Each profile kind has its own spawner class (login node → :class:`LoginNodeSpawner`; the HTCondor kinds
+follow). Like wrapspawner's ProfilesSpawner, the child is built when the server starts or when state is
+reloaded after a hub restart, and JupyterHub's calls are forwarded to it. Unlike it, the profiles come from
+the validated site file, the choice is checked against the user's roles on the server side, and the chosen
+profile is persisted with the child's state so a restarted hub rebuilds the same child.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from jupyterhub.spawner import Spawner
+from traitlets import Any, Dict, Instance, List, default, directional_link
+
+from .choice import ProfileChoiceError, allowed_profiles, choose_profile, options_from_form, render_form
+
+# Traits that belong to the wrapper alone: JupyterHub calls these hooks on the wrapper, and the child must
+# not run them a second time or see the wrapper's callables.
+_WRAPPER_ONLY = {
+    "options_form",
+    "options_from_form",
+    "apply_user_options",
+    "auth_state_hook",
+    "pre_spawn_hook",
+    "post_stop_hook",
+    "config",
+}
+
+
+def _import_class(dotted: str) -> type[Spawner]:
+    module, _, name = dotted.rpartition(".")
+    return getattr(import_module(module), name)
+
+
+class ProfileSpawner(Spawner):
+    """Offer the site's resource profiles that the user's roles allow and start the chosen one."""
+
+    profiles = List(
+        Dict(),
+        config=True,
+        help="""
+        Resource profiles, as validated from the site file's `profiles` section (a list of dicts with at
+        least `slug`, `kind`, `display_name` and `roles`). condorhub's jupyterhub_config.py sets this; set
+        it by hand only for tests.
+        """,
+    )
+
+    kind_spawners = Dict(
+        {"login_node": "condorhub.spawner.loginnode.LoginNodeSpawner"},
+        config=True,
+        help="""
+        Spawner class (dotted import path) that runs each profile `kind`.
+        """,
+    )
+
+    profile = Dict(help="The profile this server was started with (persisted in the spawner state).")
+    child_spawner = Instance(Spawner, allow_none=True)
+    child_state = Dict()
+    auth_state = Any(None, help="The user's auth state, as handed to run_auth_state_hook before start.")
+
+    def __init__(self, **kwargs):
+        # JupyterHub builds spawners with a dozen keyword arguments (user, orm_spawner, hub, cookie
+        # options, ...); the child needs exactly the same ones, so keep them instead of listing them.
+        self._construct_kwargs = dict(kwargs)
+        super().__init__(**kwargs)
+
+    # -- the form and the choice ----------------------------------------------------------------------
+
+    async def _roles(self) -> list[str]:
+        auth_state = self.auth_state
+        if auth_state is None:
+            auth_state = await self.user.get_auth_state()
+        return list((auth_state or {}).get("roles", []))
+
+    @default("options_form")
+    def _options_form_default(self):
+        async def form(spawner: ProfileSpawner) -> str:
+            mine = allowed_profiles(spawner.profiles, await spawner._roles())
+            # One choice is no choice: skip the form and start it directly.
+            return render_form(mine) if len(mine) > 1 else ""
+
+        return form
+
+    def options_from_form(self, formdata):
+        return options_from_form(formdata)
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        async def apply(spawner: ProfileSpawner, user_options: dict) -> None:
+            spawner.profile = dict(choose_profile(spawner.profiles, await spawner._roles(), user_options))
+
+        return apply
+
+    async def run_auth_state_hook(self, auth_state):
+        self.auth_state = auth_state
+        await super().run_auth_state_hook(auth_state)
+        # The child gets it in start(): it is only built once apply_user_options has chosen the profile.
+
+    # -- the child ------------------------------------------------------------------------------------
+
+    def _child_overrides(self, profile: dict) -> dict:
+        """Traits of the child that the profile sets."""
+        from condorhub.schema import parse_memory
+
+        overrides: dict = {}
+        if "cpus" in profile:
+            overrides["cpu_limit"] = float(profile["cpus"])
+        if "memory" in profile:
+            overrides["mem_limit"] = parse_memory(profile["memory"])
+        overrides.update(profile.get("spawner_overrides", {}))
+        return overrides
+
+    def _construct_child(self) -> Spawner:
+        if self.child_spawner is not None:
+            return self.child_spawner
+        if not self.profile:
+            raise ProfileChoiceError(500, "No profile chosen for this server.")
+        kind = self.profile.get("kind")
+        if kind not in self.kind_spawners:
+            raise ProfileChoiceError(500, f"Profile kind {kind!r} has no spawner configured.")
+        child_class = _import_class(self.kind_spawners[kind])
+        overrides = self._child_overrides(self.profile)
+        kwargs = {k: v for k, v in self._construct_kwargs.items() if k != "config"}
+        child = child_class(config=self.config, **kwargs, **overrides)
+        child.clear_state()
+        if self.child_state:
+            child.load_state(self.child_state)
+        # Keep the child in step with what JupyterHub sets on the wrapper (api_token, port, server, ...).
+        common = (set(self.trait_names()) & set(child.trait_names())) - set(overrides) - _WRAPPER_ONLY
+        for name in common:
+            directional_link((self, name), (child, name))
+        self.child_spawner = child
+        return child
+
+    async def start(self):
+        child = self._construct_child()
+        await child.run_auth_state_hook(self.auth_state)
+        return await child.start()
+
+    async def poll(self):
+        if self.child_spawner is None:
+            return 1  # never started, or state cleared: not running
+        return await self.child_spawner.poll()
+
+    async def stop(self, now=False):
+        if self.child_spawner is not None:
+            await self.child_spawner.stop(now=now)
+
+    async def progress(self):
+        if self.child_spawner is None:
+            return
+        async for event in self.child_spawner.progress():
+            yield event
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        if self.profile:
+            state["profile"] = self.profile
+        if self.child_spawner is not None:
+            self.child_state = self.child_spawner.get_state()
+        if self.child_state:
+            state["child_state"] = self.child_state
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.profile = state.get("profile", {})
+        self.child_state = state.get("child_state", {})
+        if self.profile and self.child_state:
+            # After a hub restart: rebuild the child so poll() can see the running server.
+            self._construct_child()
+
+    def clear_state(self):
+        super().clear_state()
+        if self.child_spawner is not None:
+            self.child_spawner.clear_state()
+        self.child_spawner = None
+        self.child_state = {}
+        self.profile = {}
