@@ -1,0 +1,105 @@
+"""Validated site model → JupyterHub traits. The only place that knows both vocabularies.
+
+jupyterhub_config.py calls :func:`apply_site`; nothing here reads files other than the hub's own secrets
+in ``state_dir`` (created on first start with modes only root can read).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from .schema import SiteConfig
+
+
+def _secret_file(path: Path, nbytes: int) -> bytes:
+    """Read a hex secret from ``path``, creating it (mode 0600) on first use."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        value = secrets.token_bytes(nbytes)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value.hex())
+        return value
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # The directory holds the database (with hashed tokens) and the auth-state key: root only.
+    os.chmod(state_dir, 0o700)
+
+
+def apply_site(c, site: SiteConfig) -> None:
+    """Set every JupyterHub trait that follows from the site file on the config object ``c``."""
+    hub = site.hub
+    prepare_state_dir(hub.state_dir)
+
+    c.JupyterHub.bind_url = str(hub.bind_url)
+    c.JupyterHub.hub_bind_url = str(hub.hub_bind_url)
+    c.JupyterHub.db_url = f"sqlite:///{hub.state_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(hub.state_dir / "cookie_secret")
+    c.JupyterHub.pid_file = str(hub.state_dir / "jupyterhub.pid")
+    # Servers outlive the hub: a hub restart (upgrade, config change) must not kill a class's servers.
+    c.JupyterHub.cleanup_servers = False
+    c.ConfigurableHTTPProxy.pid_file = str(hub.state_dir / "proxy.pid")
+
+    # Auth state carries the posix identity the spawners need; it is encrypted with a key that only the
+    # hub can read.
+    c.Authenticator.enable_auth_state = True
+    c.CryptKeeper.keys = [_secret_file(hub.state_dir / "auth_state_key", 32)]
+
+    apply_ldap(c, site)
+
+    c.JupyterHub.spawner_class = "condorhub.spawner.ProfileSpawner"
+    c.ProfileSpawner.profiles = [p.model_dump(mode="json") for p in site.profiles]
+    c.Spawner.default_url = hub.default_url
+    c.Spawner.start_timeout = hub.start_timeout
+    c.Spawner.http_timeout = min(hub.start_timeout, 60)
+    c.LoginNodeSpawner.cmd = [str(hub.singleuser_env / "bin" / "jupyterhub-singleuser")]
+    # Make the environment's tools (jupyter, python, pip) the ones a terminal in the Lab finds first.
+    c.LoginNodeSpawner.environment = {
+        "PATH": f"{hub.singleuser_env / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(hub.singleuser_env),
+    }
+
+
+def apply_ldap(c, site: SiteConfig) -> None:
+    ldap = site.ldap
+    auth = c.CondorhubLDAPAuthenticator
+    c.JupyterHub.authenticator_class = "condorhub.auth.CondorhubLDAPAuthenticator"
+    auth.server_address = ldap.server_address
+    if ldap.server_port is not None:
+        auth.server_port = ldap.server_port
+    auth.tls_strategy = ldap.tls.strategy
+    if ldap.tls.ca_file is not None:
+        auth.tls_ca_file = str(ldap.tls.ca_file)
+    auth.connect_timeout = ldap.connect_timeout
+    auth.receive_timeout = ldap.receive_timeout
+    if ldap.bind_dn_template:
+        auth.bind_dn_template = list(ldap.bind_dn_template)
+    if ldap.lookup is not None:
+        auth.lookup_dn = True
+        auth.lookup_dn_search_user = ldap.lookup.search_user
+        auth.lookup_dn_search_password = ldap.lookup.search_password_file.read_text().strip()
+        auth.lookup_dn_search_filter = ldap.lookup.filter
+        auth.lookup_dn_user_dn_attribute = ldap.user_attribute
+    auth.user_search_base = ldap.user_search_base
+    auth.user_attribute = ldap.user_attribute
+    auth.valid_username_regex = ldap.valid_username_regex
+    auth.group_membership_attribute = ldap.groups.membership_attribute
+    if ldap.groups.search_base:
+        auth.group_search_base = ldap.groups.search_base
+
+    auth.group_roles = dict(site.roles.groups)
+    auth.default_role = site.roles.default
+    auth.admin_users = set(site.hub.admin_users)
+    # Membership in the directory decides; nobody outside the mapped groups gets in unless a default role
+    # is set (the authenticator refuses people without a role).
+    auth.allow_all = True
+
+    throttle = site.login_throttle
+    auth.throttle_free_failures = throttle.free_failures
+    auth.throttle_window_seconds = throttle.window_seconds
+    auth.throttle_max_delay_seconds = throttle.max_delay_seconds
