@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# condorhub set-up for a fresh Debian (12+) or Ubuntu (22.04+) machine, run as root. Safe to re-run.
+#
+#   ./setup.sh demo   install everything and bring up the whole system on this machine with demo users;
+#                     the hub answers at http://127.0.0.1:8000 (stop it with: ./setup.sh demo-down)
+#   ./setup.sh test   install everything the tests need and run every test
+#
+# Downloads are cached under /var/cache/condorhub (pip, npm), so a second run is fast and offline-friendly.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PREFIX=/opt/condorhub
+VENV="$PREFIX/venv"
+CACHE=/var/cache/condorhub
+export PIP_CACHE_DIR="$CACHE/pip" npm_config_cache="$CACHE/npm"
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+
+step() { printf '\n==> %s\n' "$*"; }
+need_root() { [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs packages and starts services)" >&2; exit 1; }; }
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    step "apt: installing ${missing[*]}"
+    # Refresh the package lists at most once a day; a re-run should not wait on the mirror.
+    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
+        apt-get update -q
+    fi
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+install_system() {
+    # slapd/ldap-utils: the demo and test directory; python3-venv: the environment servers run from (it
+    # must be readable by every user, which a Python under /root is not); openssl: test certificates.
+    apt_install ca-certificates python3 python3-venv python3-dev gcc slapd ldap-utils openssl procps curl
+    if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 18 ]; then
+        apt_install nodejs npm
+    fi
+    command -v npm >/dev/null || apt_install npm
+}
+
+install_python() {
+    local extras="$1"
+    step "python environment $VENV"
+    mkdir -p "$PREFIX" "$PIP_CACHE_DIR"
+    [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    # Dependencies first (cached), then condorhub itself from this checkout, always rebuilt so a re-run
+    # after `git pull` picks up the new code.
+    "$VENV/bin/pip" install -q "$REPO$extras"
+    "$VENV/bin/pip" install -q --no-deps --force-reinstall "$REPO"
+    chmod -R a+rX "$PREFIX"
+}
+
+install_proxy() {
+    local chp="$PREFIX/node/node_modules/.bin/configurable-http-proxy"
+    if [ ! -x "$chp" ]; then
+        step "configurable-http-proxy (npm)"
+        mkdir -p "$PREFIX/node" "$npm_config_cache"
+        npm install --no-audit --no-fund --prefix "$PREFIX/node" configurable-http-proxy@5
+    fi
+    "$chp" --version >/dev/null
+}
+
+case "${1:-}" in
+    demo)
+        need_root
+        install_system
+        install_python ""
+        install_proxy
+        step "starting the demo (OpenLDAP with demo users, JupyterHub, proxy)"
+        exec "$VENV/bin/condorhub" demo up
+        ;;
+    demo-down)
+        need_root
+        exec "$VENV/bin/condorhub" demo down
+        ;;
+    test)
+        need_root
+        install_system
+        install_python "[test]"
+        install_proxy
+        step "running every test"
+        cd "$REPO"
+        start=$(date +%s)
+        set +e
+        "$VENV/bin/python" -m pytest -p no:cacheprovider "${@:2}"
+        rc=$?
+        set -e
+        echo "tests took $(( $(date +%s) - start )) s"
+        exit $rc
+        ;;
+    *)
+        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        exit 64
+        ;;
+esac
