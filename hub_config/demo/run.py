@@ -1,0 +1,160 @@
+"""`condorhub demo up|down|status`: the whole system on one machine, with the demo users.
+
+Everything lives under /var/lib/condorhub-demo (directory data, hub state, the demo site file) and logs go
+to /var/log/condorhub. `up` restarts whatever already runs, so it is safe to re-run; the directory and the
+hub database are kept between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .directory import DEMO_USERS, directory_ldif
+from .slapd import OpenLDAPServer
+
+DEMO_DIR = Path("/var/lib/condorhub-demo")
+LOG_DIR = Path("/var/log/condorhub")
+LDAP_PORT = 3890
+HUB_URL = "http://127.0.0.1:8000"
+SUFFIX = "dc=condorhub,dc=test"
+PIDS = {"slapd": DEMO_DIR / "slapd.pid", "hub": DEMO_DIR / "hub.pid"}
+
+
+def demo_site() -> dict:
+    return {
+        "hub": {
+            "bind_url": HUB_URL,
+            "hub_bind_url": "http://127.0.0.1:8081",
+            "state_dir": str(DEMO_DIR / "hub"),
+            "singleuser_env": str(Path(sys.executable).parent.parent),
+        },
+        "ldap": {
+            "server_address": "127.0.0.1",
+            "server_port": LDAP_PORT,
+            # The demo directory listens on loopback only and has no certificate; a real site keeps the
+            # default (StartTLS, certificate verified).
+            "tls": {"strategy": "insecure"},
+            "bind_dn_template": [f"uid={{username}},ou=people,{SUFFIX}"],
+            "user_search_base": f"ou=people,{SUFFIX}",
+        },
+        "roles": {
+            "groups": {
+                "students": "student",
+                "researchers": "researcher",
+                "instructors": "instructor",
+                "guests": "guest",
+                "admins": "admin",
+            }
+        },
+        "profiles": [
+            {
+                "slug": "login-node",
+                "kind": "login_node",
+                "display_name": "Login node (no GPU)",
+                "description": "Small interactive work on this machine.",
+                "roles": ["student", "researcher", "instructor", "guest", "admin"],
+                "cpus": 1,
+                "memory": "2G",
+            }
+        ],
+    }
+
+
+def _alive(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+def _stop(name: str) -> None:
+    pid = _alive(PIDS[name])
+    if pid is None:
+        return
+    print(f"stopping {name} (pid {pid})")
+    try:
+        os.killpg(pid, signal.SIGTERM)  # the hub's process group includes its proxy
+    except ProcessLookupError:
+        pass
+    for _ in range(100):
+        if _alive(PIDS[name]) is None:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    PIDS[name].unlink(missing_ok=True)
+
+
+def _start_ldap() -> OpenLDAPServer:
+    server = OpenLDAPServer(DEMO_DIR / "ldap", port=LDAP_PORT, suffix=SUFFIX)
+    fresh = not server.is_configured
+    server.start()
+    if fresh:
+        server.add_ldif(directory_ldif(SUFFIX, DEMO_USERS, home_base="/home"))
+    PIDS["slapd"].write_text(str(server.pid))
+    print(f"OpenLDAP: {server.uri} ({'created' if fresh else 'kept'} demo directory)")
+    return server
+
+
+def _start_hub(site_file: Path) -> None:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = open(LOG_DIR / "hub.log", "ab")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "condorhub"), "hub", "--site", str(site_file)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # outlives this command; `demo down` stops the whole group
+    )
+    PIDS["hub"].write_text(str(proc.pid))
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the hub exited with {proc.returncode}; see {LOG_DIR / 'hub.log'}")
+        try:
+            urllib.request.urlopen(f"{HUB_URL}/hub/api", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"the hub did not answer at {HUB_URL} within 60 s; see {LOG_DIR / 'hub.log'}")
+
+
+def up() -> int:
+    if os.geteuid() != 0:
+        raise SystemExit("condorhub demo up: run as root (servers run as the demo users' uids)")
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    down(quiet=True)
+    _start_ldap()
+    site_file = DEMO_DIR / "site.yaml"
+    site_file.write_text(yaml.safe_dump(demo_site(), sort_keys=False))
+    _start_hub(site_file)
+    print(f"\ncondorhub demo is up: {HUB_URL}  (logs: {LOG_DIR / 'hub.log'}; site file: {site_file})")
+    for user in DEMO_USERS:
+        print(f"  {user.uid:6} password {user.password:10} group {user.group}")
+    return 0
+
+
+def down(quiet: bool = False) -> int:
+    _stop("hub")
+    _stop("slapd")
+    if not quiet:
+        print("condorhub demo stopped")
+    return 0
+
+
+def status() -> int:
+    for name, pidfile in PIDS.items():
+        pid = _alive(pidfile)
+        print(f"{name:6} {'running, pid %d' % pid if pid else 'stopped'}")
+    return 0
