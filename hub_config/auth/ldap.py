@@ -126,6 +126,7 @@ class _DirectoryUser:
     """What the blocking LDAP part found out about a user whose password was right."""
 
     dn: str
+    uid: str  # the username the DN was built from (looked up with lookup_dn)
     attributes: dict[str, list] = field(default_factory=dict)  # lower-cased attribute names
     group_names: list[str] = field(default_factory=list)
 
@@ -226,6 +227,15 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
                 "Use it only for local testing; configure 'before_bind' (StartTLS) or "
                 "'on_connect' (ldaps) for anything real.",
                 self.server_address or "the LDAP server",
+            )
+
+    @observe("tls_kwargs")
+    def _warn_unverified_tls(self, change):
+        if change.new.get("validate", ssl.CERT_REQUIRED) != ssl.CERT_REQUIRED:
+            self.log.warning(
+                "LDAP tls_kwargs turn certificate verification off (validate=%r): anyone between "
+                "the hub and the LDAP server can read passwords. Prefer tls_ca_file.",
+                change.new["validate"],
             )
 
     def tls_settings(self) -> Tls:
@@ -462,7 +472,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
                 self.log.warning("LDAP bind as %s refused: %s", userdn, reason)
             return None
 
-    def _read_user(self, conn, userdn: str) -> _DirectoryUser:
+    def _read_user(self, conn, userdn: str, uid: str) -> _DirectoryUser:
         attributes = ["uid", "uidNumber", "gidNumber", "homeDirectory", "loginShell"]
         if not self.group_search_base:
             attributes.append(self.group_membership_attribute)
@@ -482,7 +492,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             )
         entry = conn.entries[0]
         found = {name.lower(): list(values) for name, values in entry.entry_attributes_as_dict.items()}
-        return _DirectoryUser(dn=entry.entry_dn, attributes=found)
+        return _DirectoryUser(dn=entry.entry_dn, uid=uid, attributes=found)
 
     def _group_dns(self, conn, user: _DirectoryUser, uid: str) -> list[str]:
         if not self.group_search_base:
@@ -536,7 +546,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
                     self.log.warning("LDAP login of %s refused: search_filter does not match it",
                                      _log_name(username))
                     return None
-                user = self._read_user(conn, conn.user)
+                user = self._read_user(conn, conn.user, uid)
                 user.group_names = sorted({group_name_from_dn(dn) for dn in self._group_dns(conn, user, uid)})
                 return user
             finally:
@@ -713,7 +723,8 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         self.log.info("LDAP login of %s (%s) in %.2f s: groups %s, roles %s",
                       _log_name(username), user.dn, elapsed, user.group_names, roles)
         return {
-            "name": username,
+            # Upstream's use_lookup_dn_username: the looked-up attribute value names the hub user.
+            "name": user.uid.lower() if self.use_lookup_dn_username else username,
             # Explicit False (not None) so that leaving the admin group revokes admin rights.
             "admin": "admin" in roles or username in self.admin_users,
             "groups": user.group_names,

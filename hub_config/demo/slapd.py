@@ -447,10 +447,11 @@ pwdCheckQuality: 1
                 self.port = _free_port()  # someone took the port we picked; pick another
             if self._launch_once():
                 return
-        raise SlapdError(
-            f"slapd did not start (tried ports up to {self.port}); its log "
-            f"{self.log_path} ends with:\n{self.log_tail()}"
-        )
+        if self._auto_port:
+            problem = f"every free port it picked was taken before slapd could bind it (last {self.port})"
+        else:
+            problem = f"port {self.port} on 127.0.0.1 is in use; stop what listens there or choose another port"
+        raise SlapdError(f"slapd did not start: {problem}. Its log {self.log_path} ends with:\n{self.log_tail()}")
 
     def _launch_once(self) -> bool:
         """Start slapd and wait until it answers; False if it exited because the port was taken."""
