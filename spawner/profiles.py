@@ -16,16 +16,16 @@ from traitlets import Any, Dict, Instance, List, default, directional_link
 
 from .choice import ProfileChoiceError, allowed_profiles, choose_profile, options_from_form, render_form
 
-# Traits that belong to the wrapper alone: JupyterHub calls these hooks on the wrapper, and the child must
-# not run them a second time or see the wrapper's callables.
-_WRAPPER_ONLY = {
-    "options_form",
-    "options_from_form",
-    "apply_user_options",
-    "auth_state_hook",
-    "pre_spawn_hook",
-    "post_stop_hook",
-    "config",
+# What JupyterHub sets on a spawner between construction and start, and the child must see.
+_RUNTIME_TRAITS = {
+    "api_token",
+    "user_options",
+    "cert_paths",
+    "oauth_access_scopes",
+    "admin_access",
+    "handler",
+    "public_url",
+    "public_hub_url",
 }
 
 
@@ -83,8 +83,12 @@ class ProfileSpawner(Spawner):
 
         return form
 
-    def options_from_form(self, formdata):
-        return options_from_form(formdata)
+    async def options_from_form(self, formdata):
+        # Checked here already so a crafted form is answered on the form itself, before any spawn
+        # starts; apply_user_options checks again for requests through the REST API.
+        options = options_from_form(formdata)
+        profile = choose_profile(self.profiles, await self._roles(), options)
+        return {"profile": profile["slug"]}
 
     @default("apply_user_options")
     def _apply_user_options_default(self):
@@ -127,9 +131,10 @@ class ProfileSpawner(Spawner):
         child.clear_state()
         if self.child_state:
             child.load_state(self.child_state)
-        # Keep the child in step with what JupyterHub sets on the wrapper (api_token, port, server, ...).
-        common = (set(self.trait_names()) & set(child.trait_names())) - set(overrides) - _WRAPPER_ONLY
-        for name in common:
+        # Keep the child in step with what JupyterHub sets on the wrapper at run time. Only these: the
+        # configurable traits the child reads from its own config section (c.LoginNodeSpawner.cmd must not
+        # be overwritten by the wrapper's default cmd).
+        for name in _RUNTIME_TRAITS - set(overrides):
             directional_link((self, name), (child, name))
         self.child_spawner = child
         return child

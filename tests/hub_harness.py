@@ -127,6 +127,26 @@ class Hub:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
+    def server_pids(self) -> list[int]:
+        """Single-user servers of this hub (they run in their own sessions and outlive it by design)."""
+        marker = f"JUPYTERHUB_API_URL={self.site['hub']['hub_bind_url'].rstrip('/')}/hub/api".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if marker in (entry / "environ").read_bytes().split(b"\0"):
+                        pids.append(int(entry.name))
+                except OSError:
+                    pass
+        return pids
+
+    def kill_servers(self) -> None:
+        for pid in self.server_pids():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def client(self) -> HubClient:
         return HubClient(self.url)
 
@@ -144,8 +164,12 @@ class HubClient:
     def login_page(self) -> requests.Response:
         return self.http.get(f"{self.url}/hub/login", timeout=10)
 
-    def login(self, username: str, password: str, timeout: float = 30) -> requests.Response:
-        """Post the login form; returns the final response (the login page again if it failed)."""
+    def login(self, username: str, password: str, timeout: float = 30, follow: bool = True) -> requests.Response:
+        """Post the login form; returns the final response (the login page again if it failed).
+
+        A browser follows the redirect after a successful login to /hub/user/<name>/, which starts the
+        default server when there is no choice to make; ``follow=False`` stops before that.
+        """
         page = self.login_page()
         page.raise_for_status()
         token = self._xsrf()
@@ -154,6 +178,7 @@ class HubClient:
             f"{self.url}/hub/login?next=",
             data={"username": username, "password": password, "_xsrf": token},
             timeout=timeout,
+            allow_redirects=follow,
         )
 
     def logged_in_as(self) -> str | None:
