@@ -223,6 +223,13 @@ class HubSettings(Strict):
             "cluster this must be an address the execute nodes can reach."
         ),
     )
+    proxy_api_url: AnyHttpUrl = Field(
+        "http://127.0.0.1:8001",
+        description=(
+            "Where configurable-http-proxy's REST API listens (the hub starts the proxy and adds routes "
+            "there). Change it when several hubs share a machine."
+        ),
+    )
     state_dir: Path = Field(
         Path("/var/lib/condorhub"),
         description=(

@@ -44,6 +44,7 @@ def apply_site(c, site: SiteConfig) -> None:
     # Servers outlive the hub: a hub restart (upgrade, config change) must not kill a class's servers.
     c.JupyterHub.cleanup_servers = False
     c.ConfigurableHTTPProxy.pid_file = str(hub.state_dir / "proxy.pid")
+    c.ConfigurableHTTPProxy.api_url = str(hub.proxy_api_url)
 
     # Auth state carries the posix identity the spawners need; it is encrypted with a key that only the
     # hub can read.

@@ -38,6 +38,7 @@ def demo_site(ldap_uri: str, suffix: str, state_dir: Path, *, connect_timeout=2.
         "hub": {
             "bind_url": f"http://127.0.0.1:{free_port()}",
             "hub_bind_url": f"http://127.0.0.1:{free_port()}",
+            "proxy_api_url": f"http://127.0.0.1:{free_port()}",
             "state_dir": str(state_dir),
             "singleuser_env": str(VENV_BIN.parent),
             "start_timeout": 60,
