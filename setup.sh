@@ -53,6 +53,11 @@ install_python() {
     chmod -R a+rX "$PREFIX"
 }
 
+install_browser() {
+    # Debian's Chromium, driven by Playwright's Python package; Playwright never downloads a browser here.
+    apt_install chromium fonts-dejavu-core
+}
+
 install_proxy() {
     local chp="$PREFIX/node/node_modules/.bin/configurable-http-proxy"
     if [ ! -x "$chp" ]; then
@@ -81,6 +86,7 @@ case "${1:-}" in
         install_system
         install_python "[test]"
         install_proxy
+        install_browser
         step "running every test"
         cd "$REPO"
         start=$(date +%s)
