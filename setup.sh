@@ -9,7 +9,9 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PREFIX=/opt/condorhub
+# CONDORHUB_PREFIX moves the installation (e.g. to try a checkout beside a running one).
+PREFIX="${CONDORHUB_PREFIX:-/opt/condorhub}"
+export CONDORHUB_PREFIX="$PREFIX"
 VENV="$PREFIX/venv"
 CACHE=/var/cache/condorhub
 export PIP_CACHE_DIR="$CACHE/pip" npm_config_cache="$CACHE/npm"

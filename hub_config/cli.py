@@ -60,7 +60,8 @@ def _hub(args) -> int:
         print(f"condorhub: {err}", file=sys.stderr)
         return 2
     bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join([bin_dir, "/opt/condorhub/node/node_modules/.bin", env.get("PATH", "")])
+    proxy_bin = Path(env.get("CONDORHUB_PREFIX", "/opt/condorhub")) / "node" / "node_modules" / ".bin"
+    env["PATH"] = os.pathsep.join([bin_dir, str(proxy_bin), env.get("PATH", "")])
     argv = [
         os.path.join(bin_dir, "jupyterhub"),
         "-f",

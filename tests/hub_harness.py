@@ -22,7 +22,7 @@ import requests
 import yaml
 
 VENV_BIN = Path(sys.executable).parent
-PROXY_BIN = Path("/opt/condorhub/node/node_modules/.bin")
+PROXY_BIN = Path(os.environ.get("CONDORHUB_PREFIX", "/opt/condorhub")) / "node" / "node_modules" / ".bin"
 
 
 def free_port() -> int:
