@@ -10,17 +10,11 @@ from pathlib import Path
 import pytest
 
 from condorhub.auth import CondorhubLDAPAuthenticator
-from condorhub.demo.directory import DEMO_USERS, directory_ldif
+from condorhub.demo.directory import DEMO_USERS, GROUP_ROLES, directory_ldif
 from condorhub.demo.slapd import OpenLDAPServer
 
 #: The demo's group → role mapping, as the hub configuration uses it.
-DEMO_GROUP_ROLES = {
-    "students": "student",
-    "researchers": "researcher",
-    "instructors": "instructor",
-    "guests": "guest",
-    "admins": "admin",
-}
+DEMO_GROUP_ROLES = GROUP_ROLES
 
 
 def scratch_dir(prefix: str) -> Path:

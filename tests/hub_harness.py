@@ -21,6 +21,8 @@ from pathlib import Path
 import requests
 import yaml
 
+from condorhub.demo.directory import GROUP_ROLES
+
 VENV_BIN = Path(sys.executable).parent
 PROXY_BIN = Path(os.environ.get("CONDORHUB_PREFIX", "/opt/condorhub")) / "node" / "node_modules" / ".bin"
 
@@ -52,15 +54,7 @@ def demo_site(ldap_uri: str, suffix: str, state_dir: Path, *, connect_timeout=2.
             "bind_dn_template": [f"uid={{username}},ou=people,{suffix}"],
             "user_search_base": f"ou=people,{suffix}",
         },
-        "roles": {
-            "groups": {
-                "students": "student",
-                "researchers": "researcher",
-                "instructors": "instructor",
-                "guests": "guest",
-                "admins": "admin",
-            }
-        },
+        "roles": {"groups": dict(GROUP_ROLES)},
         "login_throttle": {"free_failures": 5, "max_delay_seconds": 30},
         "profiles": [
             {

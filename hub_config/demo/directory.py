@@ -28,6 +28,7 @@ __all__ = [
     "DEMO_POSIX_GROUP",
     "DEMO_USERS",
     "GROUPS",
+    "GROUP_ROLES",
     "DemoUser",
     "directory_ldif",
     "ssha_password",
@@ -36,6 +37,15 @@ __all__ = [
 
 #: The groupOfNames entries created under ou=groups; condorhub's group_roles maps their cn to roles.
 GROUPS: tuple[str, ...] = ("students", "researchers", "instructors", "guests", "admins")
+
+#: The demo site's mapping of those groups to condorhub roles (site file `roles.groups`).
+GROUP_ROLES: dict[str, str] = {
+    "students": "student",
+    "researchers": "researcher",
+    "instructors": "instructor",
+    "guests": "guest",
+    "admins": "admin",
+}
 
 #: Name and gidNumber of the posixGroup every demo user has as primary group.
 DEMO_POSIX_GROUP = "condorhub"

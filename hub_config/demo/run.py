@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .directory import DEMO_USERS, directory_ldif
+from .directory import DEMO_USERS, GROUP_ROLES, directory_ldif
 from .slapd import OpenLDAPServer
 
 DEMO_DIR = Path("/var/lib/condorhub-demo")
@@ -44,15 +44,7 @@ def demo_site() -> dict:
             "bind_dn_template": [f"uid={{username}},ou=people,{SUFFIX}"],
             "user_search_base": f"ou=people,{SUFFIX}",
         },
-        "roles": {
-            "groups": {
-                "students": "student",
-                "researchers": "researcher",
-                "instructors": "instructor",
-                "guests": "guest",
-                "admins": "admin",
-            }
-        },
+        "roles": {"groups": dict(GROUP_ROLES)},
         "profiles": [
             {
                 "slug": "login-node",
