@@ -22,6 +22,7 @@ import requests
 import yaml
 
 from condorhub.demo.directory import GROUP_ROLES
+from condorhub.demo.run import kill_process_groups, server_pids
 
 VENV_BIN = Path(sys.executable).parent
 PROXY_BIN = Path(os.environ.get("CONDORHUB_PREFIX", "/opt/condorhub")) / "node" / "node_modules" / ".bin"
@@ -124,23 +125,10 @@ class Hub:
 
     def server_pids(self) -> list[int]:
         """Single-user servers of this hub (they run in their own sessions and outlive it by design)."""
-        marker = f"JUPYTERHUB_API_URL={self.site['hub']['hub_bind_url'].rstrip('/')}/hub/api".encode()
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if marker in (entry / "environ").read_bytes().split(b"\0"):
-                        pids.append(int(entry.name))
-                except OSError:
-                    pass
-        return pids
+        return server_pids(self.site["hub"]["hub_bind_url"])
 
     def kill_servers(self) -> None:
-        for pid in self.server_pids():
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_process_groups(self.server_pids())
 
     def client(self) -> HubClient:
         return HubClient(self.url)

@@ -59,6 +59,33 @@ def demo_site() -> dict:
     }
 
 
+def server_pids(hub_api_url: str) -> list[int]:
+    """Pids of the single-user servers started by the hub whose API is at ``hub_api_url``.
+
+    Servers run in their own sessions and outlive the hub on purpose (cleanup_servers is off, so a hub
+    restart does not end a class's work); stopping the demo for good ends them by this marker in their
+    environment.
+    """
+    marker = f"JUPYTERHUB_API_URL={hub_api_url.rstrip('/')}/hub/api".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass  # gone, or a kernel thread
+    return pids
+
+
+def kill_process_groups(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 def _alive(pidfile: Path) -> int | None:
     try:
         pid = int(pidfile.read_text())
@@ -139,6 +166,7 @@ def up() -> int:
 
 def down(quiet: bool = False) -> int:
     _stop("hub")
+    kill_process_groups(server_pids(demo_site()["hub"]["hub_bind_url"]))
     _stop("slapd")
     if not quiet:
         print("condorhub demo stopped")
