@@ -63,6 +63,41 @@ MemorySize = Annotated[
     ),
 ]
 
+# A duration as people write it: 90m, 8h, 1d12h, 3600 (seconds), or HH:MM:SS as batch systems print it.
+DURATION_RE = re.compile(r"^\s*(?:(\d+)|(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?|(\d+):(\d\d):(\d\d))\s*$")
+
+
+def parse_duration(value: str | int) -> int:
+    """Seconds in a duration such as ``"8h"``, ``"1d12h"``, ``"90m"``, ``"02:30:00"`` or ``5400``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a text like 8h")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = DURATION_RE.match(str(value))
+        if not match or not str(value).strip():
+            raise ValueError(f"{value!r} is not a duration; write e.g. 90m, 8h, 1d12h, 02:30:00 or 5400 (seconds)")
+        plain, days, hours, minutes, secs, hh, mm, ss = match.groups()
+        if plain is not None:
+            seconds = int(plain)
+        elif hh is not None:
+            seconds = int(hh) * 3600 + int(mm) * 60 + int(ss)
+        else:
+            seconds = int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(secs or 0)
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[
+    str | int,
+    Field(
+        description=(
+            "A duration: 90m, 8h, 1d12h, 02:30:00 (hours:minutes:seconds) or a number of seconds."
+        ),
+    ),
+]
+
 
 class TlsSettings(Strict):
     strategy: Literal["before_bind", "on_connect", "insecure"] = Field(
@@ -208,7 +243,56 @@ class LoginNodeProfile(Strict):
     memory: MemorySize = Field("2G", description="Memory limit (a guideline on the login node).")
 
 
-Profile = Annotated[LoginNodeProfile, Field(discriminator="kind")]
+class CondorProfile(Strict):
+    """A server run as an HTCondor job on an execute (GPU) node of the pool in the `htcondor` section."""
+
+    kind: Literal["condor"] = "condor"
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="Short identifier used in forms and the API.")
+    display_name: str = Field(description="What the spawn form shows.")
+    description: str = Field("", description="One line under the name in the spawn form.")
+    roles: list[Role] = Field(min_length=1, description="Roles that may start this profile.")
+    cpus: int = Field(1, ge=1, le=256, description="CPU cores the job requests (HTCondor `request_cpus`).")
+    memory: MemorySize = Field("4G", description="Memory the job requests (HTCondor `request_memory`).")
+    runtime: Duration = Field(
+        "8h",
+        description=(
+            "Longest the server may run once started (HTCondor `allowed_job_duration`); then HTCondor "
+            "stops it and the spawn page says why. Time waiting in the queue does not count."
+        ),
+    )
+    gpus: int = Field(0, ge=0, le=16, description="GPUs the job requests (HTCondor `request_gpus`); 0 for a CPU job.")
+    gpus_minimum_capability: float | None = Field(
+        None,
+        gt=0,
+        le=20,
+        description="Lowest CUDA compute capability a GPU must have, e.g. 7.0 (HTCondor `gpus_minimum_capability`).",
+    )
+    gpus_minimum_memory: MemorySize | None = Field(
+        None, description="Least memory each GPU must have, e.g. 16G (HTCondor `gpus_minimum_memory`)."
+    )
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_is_a_duration(cls, value):
+        seconds = parse_duration(value)
+        if seconds > 31 * 86400:
+            raise ValueError("a runtime limit longer than 31 days is not a limit; write e.g. 8h or 7d")
+        return value
+
+    @model_validator(mode="after")
+    def _gpu_constraints_need_gpus(self):
+        if self.gpus == 0 and (self.gpus_minimum_capability is not None or self.gpus_minimum_memory is not None):
+            raise ValueError(
+                "`gpus_minimum_capability` and `gpus_minimum_memory` constrain the GPUs a job gets; set `gpus` "
+                "to 1 or more, or remove them"
+            )
+        return self
+
+
+#: Profile kinds and their models, keyed by the `kind` value (also used to word errors in site.py).
+PROFILE_KINDS: dict[str, type[Strict]] = {"login_node": LoginNodeProfile, "condor": CondorProfile}
+
+Profile = Annotated[LoginNodeProfile | CondorProfile, Field(discriminator="kind")]
 
 
 class HubSettings(Strict):
@@ -252,6 +336,115 @@ class HubSettings(Strict):
     start_timeout: int = Field(120, ge=10, le=3600, description="Seconds a server may take to start.")
 
 
+class HTCondorSettings(Strict):
+    """How the hub reaches the HTCondor pool that runs the `condor` profiles."""
+
+    condor_config: Path | None = Field(
+        None,
+        description=(
+            "HTCondor configuration file for the hub's client (what CONDOR_CONFIG would name): pool address, "
+            "security settings, token directory. Unset: $CONDOR_CONFIG, else HTCondor's usual search "
+            "(/etc/condor/condor_config)."
+        ),
+    )
+    collector: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.-]+(:\d{1,5})?$",
+        description="Central manager (collector) as host or host:port. Unset: COLLECTOR_HOST from `condor_config`.",
+    )
+    schedd: str | None = Field(
+        None,
+        description=(
+            "Name of the schedd (access point) that queues the servers, as `condor_status -schedd` lists it. "
+            "Unset: the only schedd the collector knows, or the local one."
+        ),
+    )
+    token_file: Path | None = Field(
+        None,
+        description=(
+            "IDTOKEN the hub authenticates with (mode 0600, root only). Its identity must be a queue super "
+            "user that may impersonate the pool's users (QUEUE_SUPER_USERS, QUEUE_SUPER_USER_MAY_IMPERSONATE), "
+            "so the hub never needs sudo. Unset: the tokens `condor_config` points to."
+        ),
+    )
+    hub_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:@/-]{1,200}$",
+        description=(
+            "Marks this hub's jobs in the queue (job attribute CondorhubHub), so that at start the hub removes "
+            "jobs of its own that no server owns and leaves other hubs' jobs alone. Unset: this machine's "
+            "name and `hub.state_dir`. Keep it stable across restarts."
+        ),
+    )
+    worker_env: Path = Field(
+        Path("/opt/condorhub/worker-venv"),
+        description=(
+            "Python environment on the execute nodes that provides condorhub, jupyterhub-singleuser and "
+            "JupyterLab; the job starts the server from it."
+        ),
+    )
+    queue_timeout: Duration = Field(
+        "1h",
+        description=(
+            "How long a server may wait in the queue for a free slot (e.g. a GPU) before the hub gives up "
+            "and removes the job. Counted from submission."
+        ),
+    )
+    startup_timeout: Duration = Field(
+        "5m",
+        description=(
+            "How long a server may take from its job starting to run until it answers. Counted from the "
+            "start of the job, not from submission, so a long queue never kills a server that is starting."
+        ),
+    )
+    poll_interval: float = Field(
+        5,
+        ge=1,
+        le=300,
+        description=(
+            "Seconds between queue queries. The hub asks the schedd once per interval for all its servers "
+            "together, whatever their number."
+        ),
+    )
+    query_timeout: float = Field(
+        20, ge=1, le=300, description="Seconds a single schedd or collector query may take before it counts as failed."
+    )
+    unknown_grace: Duration = Field(
+        "10m",
+        description=(
+            "How long the queue may be unreachable (failed or timed-out queries) before servers whose jobs "
+            "cannot be seen are stopped. Until then they are kept: a busy schedd is no reason to drop a "
+            "class's servers."
+        ),
+    )
+    accounting_groups: dict[Role, str] = Field(
+        default_factory=dict,
+        description=(
+            "condorhub role → HTCondor accounting group (e.g. `student: group_students`), so the negotiator "
+            "shares GPUs fairly between groups (the pool's GROUP_NAMES and quotas). Once set, every role that "
+            "may start a `condor` profile needs an entry. A person with several roles is charged to the first "
+            "role in the profile's `roles` that they have."
+        ),
+    )
+
+    @field_validator("queue_timeout", "startup_timeout", "unknown_grace")
+    @classmethod
+    def _durations(cls, value):
+        parse_duration(value)
+        return value
+
+    @field_validator("accounting_groups")
+    @classmethod
+    def _group_names(cls, groups: dict) -> dict:
+        for role, group in groups.items():
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$", group):
+                raise ValueError(
+                    f"accounting group {group!r} for role {role} is not a valid HTCondor group name "
+                    "(letters, digits, _ . -; e.g. group_students)"
+                )
+        return groups
+
+
 class SiteConfig(Strict):
     """The whole site file."""
 
@@ -259,6 +452,10 @@ class SiteConfig(Strict):
     ldap: LdapSettings
     roles: RoleSettings = Field(default_factory=RoleSettings)
     login_throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
+    htcondor: HTCondorSettings | None = Field(
+        None,
+        description="The HTCondor pool that runs `condor` profiles. Unset: only login-node profiles are possible.",
+    )
     profiles: list[Profile] = Field(
         min_length=1,
         description="Resource profiles people can choose from, in the order the spawn form shows them.",
@@ -266,7 +463,7 @@ class SiteConfig(Strict):
 
     @field_validator("profiles")
     @classmethod
-    def _unique_slugs(cls, profiles: list[LoginNodeProfile]) -> list[LoginNodeProfile]:
+    def _unique_slugs(cls, profiles: list) -> list:
         seen: set[str] = set()
         for profile in profiles:
             if profile.slug in seen:
@@ -285,4 +482,26 @@ class SiteConfig(Strict):
             raise ValueError(
                 f"role(s) {', '.join(stranded)} may start no profile; add them to some profile's `roles`"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _condor_profiles_need_a_pool(self):
+        condor = [p for p in self.profiles if p.kind == "condor"]
+        if condor and self.htcondor is None:
+            names = ", ".join(p.slug for p in condor)
+            raise ValueError(
+                f"profile(s) {names} run on HTCondor, but the site file has no `htcondor` section; add one "
+                "(see `condorhub config example`) or remove those profiles"
+            )
+        groups = self.htcondor.accounting_groups if self.htcondor else {}
+        if groups:
+            # Once groups are used, every condor job must have one: a job outside every group would
+            # compete with all of them and defeat the fair share.
+            for profile in condor:
+                missing = [role for role in profile.roles if role not in groups]
+                if missing:
+                    raise ValueError(
+                        f"profile {profile.slug!r}: role(s) {', '.join(missing)} have no "
+                        "`htcondor.accounting_groups` entry; add one so their jobs are charged to a group"
+                    )
         return self

@@ -65,13 +65,20 @@ def validate_site_data(data: Any, path: str | os.PathLike = "<site file>") -> Si
         raise SiteConfigError(path, [describe_error(e) for e in err.errors()]) from None
 
 
+def _profile_kinds() -> set[str]:
+    """The profile `kind` tags pydantic puts into error locations (not keys the user wrote)."""
+    from .schema import PROFILE_KINDS
+
+    return set(PROFILE_KINDS)
+
+
 def _key_path(loc: tuple) -> str:
     """('profiles', 0, 'login_node', 'cpus') → 'profiles[0].cpus' (the union tag is pydantic's, not the user's)."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("login_node",) or str(part).startswith("function-"):
+        elif part in _profile_kinds() or str(part).startswith("function-"):
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -86,8 +93,8 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        if part == "login_node":
-            model = schema.LoginNodeProfile
+        if part in schema.PROFILE_KINDS:
+            model = schema.PROFILE_KINDS[part]
             continue
         field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
         if field is None:
@@ -131,6 +138,10 @@ def describe_error(error: dict) -> str:
     if kind == "missing":
         return f"`{key}`: required key is missing"
     message = error.get("msg", "invalid").removeprefix("Value error, ")
+    if not loc or isinstance(value, dict):
+        # A rule about a whole section (e.g. condor profiles need an `htcondor` section): its input is
+        # that section, which says nothing the message does not.
+        return f"`{key}`: {message}"
     return f"`{key}`: {message} (got {_short(value)})"
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
-from .schema import SiteConfig
+from .schema import SiteConfig, parse_duration
 
 
 def _secret_file(path: Path, nbytes: int) -> bytes:
@@ -65,6 +66,8 @@ def apply_site(c, site: SiteConfig) -> None:
         "VIRTUAL_ENV": str(hub.singleuser_env),
     }
 
+    apply_htcondor(c, site)
+
 
 def apply_ldap(c, site: SiteConfig) -> None:
     ldap = site.ldap
@@ -104,3 +107,43 @@ def apply_ldap(c, site: SiteConfig) -> None:
     auth.throttle_free_failures = throttle.free_failures
     auth.throttle_window_seconds = throttle.window_seconds
     auth.throttle_max_delay_seconds = throttle.max_delay_seconds
+
+
+def apply_htcondor(c, site: SiteConfig) -> None:
+    """The `htcondor` section: the hub's pool client (HTCondorQueue) and the HTCondor spawner."""
+    condor = site.htcondor
+    if condor is None:
+        return
+    queue = c.HTCondorQueue
+    if condor.condor_config is not None:
+        queue.condor_config = str(condor.condor_config)
+    if condor.collector is not None:
+        queue.collector = condor.collector
+    if condor.schedd is not None:
+        queue.schedd = condor.schedd
+    if condor.token_file is not None:
+        queue.token_file = str(condor.token_file)
+    # A private copy of the token lives here (HTCondor reads tokens from a directory, not a file).
+    queue.private_dir = str(site.hub.state_dir / "htcondor")
+    # Stable across restarts (so the restarted hub recognises its own jobs), distinct between two hubs
+    # that share a pool.
+    queue.hub_id = condor.hub_id or f"{socket.getfqdn()}:{site.hub.state_dir}"
+    queue.poll_interval = condor.poll_interval
+    queue.query_timeout = condor.query_timeout
+    queue.unknown_grace = parse_duration(condor.unknown_grace)
+
+    spawner = c.HTCondorSpawner
+    spawner.worker_env = str(condor.worker_env)
+    spawner.queue_timeout = parse_duration(condor.queue_timeout)
+    spawner.startup_timeout = parse_duration(condor.startup_timeout)
+    spawner.accounting_groups = dict(condor.accounting_groups)
+    # JupyterHub wraps start() in start_timeout and kills the spawn when it expires, counting from the
+    # request. The spawner enforces its own queue timeout (from submission) and startup timeout (from the
+    # job starting to run), so this outer limit only has to exceed both: it is a safety net, not the rule.
+    spawner.start_timeout = spawner.queue_timeout + spawner.startup_timeout + 120
+    # After start() returns the job is running and the launcher has reported its port; the server gets the
+    # startup timeout again to answer (JupyterLab imports take a while on a busy node).
+    spawner.http_timeout = spawner.startup_timeout
+    # Polling a condor server reads the shared queue view (no query of its own), so it can be as
+    # frequent as the view is refreshed.
+    spawner.poll_interval = max(int(condor.poll_interval), 1)
