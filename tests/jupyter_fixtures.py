@@ -1,0 +1,64 @@
+"""A real jupyter-server with condorhub's server extension, through pytest-jupyter's fixtures.
+
+pytest-jupyter is not loaded as a plugin for the whole suite: its hooks take over coroutine tests, which
+the rest of the suite runs with pytest-asyncio. Test modules import these fixtures instead
+(``from jupyter_fixtures import *``) and are plain functions that drive the server's loop with ``run``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pytest_jupyter.jupyter_core import *  # noqa: F403  (jp_environ, jp_asyncio_loop, ...)
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch, jp_root_dir, ...)
+from tornado.httpclient import HTTPResponse
+
+
+@pytest.fixture
+def jp_server_config(jp_data_dir):
+    return {"ServerApp": {"jpserver_extensions": {"condorhub.lab": True}}}
+
+
+class Reply:
+    """A response with its JSON decoded (or None), for short asserts."""
+
+    def __init__(self, response: HTTPResponse):
+        self.code = response.code
+        self.raw = response
+        body = response.body or b""
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+        self.text = body.decode(errors="replace")
+
+    @property
+    def message(self) -> str:
+        return (self.json or {}).get("message", "") if isinstance(self.json, dict) else ""
+
+    def __repr__(self):
+        return f"<Reply {self.code} {self.text[:300]!r}>"
+
+
+@pytest.fixture
+def run(jp_serverapp, jp_asyncio_loop):
+    """Run a coroutine on the server's event loop (the server only serves while it runs)."""
+    return jp_asyncio_loop.run_until_complete
+
+
+@pytest.fixture
+def api(jp_fetch, run):
+    """``api(method, "condorhub/api/...", json=..., params=..., headers=...)`` → Reply; never raises on 4xx."""
+
+    def call(method: str, path: str, *, json_body=None, params=None, headers=None, timeout=30):
+        kwargs = {"method": method, "raise_error": False, "request_timeout": timeout}
+        if json_body is not None:
+            kwargs["body"] = json.dumps(json_body)
+        elif method in ("POST", "PUT"):
+            kwargs["body"] = b""
+        if method == "DELETE":
+            kwargs["allow_nonstandard_methods"] = True
+        return Reply(run(jp_fetch(*path.split("/"), params=params, headers=headers, **kwargs)))
+
+    return call
