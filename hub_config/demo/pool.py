@@ -322,18 +322,32 @@ class HTCondorPool:
         return CLAIM_DIR / f"{root.name}.json"
 
     def _check_free(self, root: Path) -> None:
-        """Only one pool per root (its mount points) and per port; a stale one is cleaned up."""
-        claim = self._claim_path(root)
-        if claim.exists():
-            other = json.loads(claim.read_text())
-            other_run = Path(other["run_dir"])
-            if other_run != self.run_dir and _root_processes(root):
+        """One pool per root (its mount points) and per port. A claim whose pool no longer runs
+        (crashed, or never taken down) is cleaned up first."""
+        CLAIM_DIR.mkdir(parents=True, exist_ok=True)
+        own_state = self.run_dir / STATE_FILE
+        for claim in sorted(CLAIM_DIR.glob("*.json")):
+            try:
+                other = json.loads(claim.read_text())
+            except (OSError, ValueError):
+                claim.unlink(missing_ok=True)
+                continue
+            other_root, other_run = Path(other["root"]), Path(other["run_dir"])
+            clashes = other_root == root or other.get("port") == self.port
+            if other_run != self.run_dir and clashes and _root_processes(other_root):
                 raise PoolError(
-                    f"a pool from {other_run} is running in {root}; stop it first: "
+                    f"a pool from {other_run} is running in {other_root} on port "
+                    f"{other.get('port')}; stop it first: "
                     f"python -m condorhub.demo.pool down --run-dir {other_run}")
-            self.log(f"pool: cleaning up the previous run in {other_run}")
-            HTCondorPool.from_run_dir(other_run, log=self.log).down()
-        elif (self.run_dir / STATE_FILE).exists():
+            if other_run == self.run_dir or not _root_processes(other_root):
+                self.log(f"pool: cleaning up the earlier run in {other_run}")
+                stale = HTCondorPool(other_run, root=other_root, port=other.get("port", 9618),
+                                     log=self.log)
+                stale._mounts = list(other.get("mounts", []))
+                stale._created_dirs = list(other.get("created_dirs", []))
+                stale.down()
+                claim.unlink(missing_ok=True)
+        if own_state.exists():
             HTCondorPool.from_run_dir(self.run_dir, log=self.log).down()
         if _port_open(self.port):
             raise PoolError(f"127.0.0.1:{self.port} is already in use (another HTCondor?); "
@@ -447,6 +461,11 @@ ALLOW_WRITE = {self.hub_identity} root@* condor@* condor_pool@*
 # system account of this node.
 QUEUE_SUPER_USERS = root, condor, {self.hub_identity}
 QUEUE_SUPER_USER_MAY_IMPERSONATE = {regex}
+# Jobs run as real users only: the hub's own local account may not own a runnable job (the held
+# check job that `up` submits and removes is the one exception).
+SUBMIT_REQUIREMENT_NAMES = $(SUBMIT_REQUIREMENT_NAMES) CondorhubRealUsersOnly
+SUBMIT_REQUIREMENT_CondorhubRealUsersOnly = Owner =!= "{wr.HUB_ACCOUNT}" || JobStatus == 5
+SUBMIT_REQUIREMENT_CondorhubRealUsersOnly_REASON = "jobs of the hub's own account ({wr.HUB_ACCOUNT}) are not permitted; submit with Owner = <user>"
 
 # --- quick turnaround for tests and the demo (production keeps the defaults)
 NEGOTIATOR_INTERVAL = 2
@@ -466,6 +485,9 @@ JOB_START_DELAY = 0
 CONDOR_HOST = 127.0.0.1
 COLLECTOR_HOST = 127.0.0.1:{self.port}
 UID_DOMAIN = {self.uid_domain}
+# The hub and the node share the users' homes (NFS in production): jobs submitted with
+# should_transfer_files = NO require the node's FileSystemDomain to equal the submitter's.
+FILESYSTEM_DOMAIN = {self.uid_domain}
 SEC_CLIENT_AUTHENTICATION = REQUIRED
 SEC_CLIENT_ENCRYPTION = REQUIRED
 SEC_CLIENT_INTEGRITY = REQUIRED
@@ -703,12 +725,22 @@ LOG = {h / 'log'}
             self._root, self._mounts, self._created_dirs = other._root, other._mounts, other._created_dirs
         root = self.root
         t0 = time.monotonic()
+        claim = self._claim_path(root)
+        try:
+            owner = json.loads(claim.read_text()).get("run_dir") if claim.exists() else None
+        except (OSError, ValueError):
+            owner = None
+        if owner and owner != str(self.run_dir) and _root_processes(root):
+            # Another run's pool lives in this root: its processes and mounts are not ours.
+            self.log(f"pool: {root} is in use by the pool of {owner}; leaving it alone")
+            (self.run_dir / STATE_FILE).unlink(missing_ok=True)
+            return
         problems = []
-        if _root_processes(root):
-            # Graceful: the master stops its daemons (and they their jobs).
-            if (self._in_root(wr.POOL_STATE_DIR) / "run").exists():
-                self.run_in_root(["condor_off", "-master", "-fast"], check=False, timeout=15)
-            _wait_gone(root, 15)
+        if any("condor_master" in _cmdline(pid) for pid in _root_processes(root)):
+            # Graceful: the master stops its daemons, the starters their jobs. Then the rest
+            # (nslcd) gets SIGTERM below.
+            self.run_in_root(["condor_off", "-master", "-fast"], check=False, timeout=15)
+            _wait_gone(root, 15, lambda pid: "condor" in _cmdline(pid))
         leftover = _kill_root_processes(root, self.log)
         if leftover:
             problems.append(f"processes still running in {root}: {leftover}")
@@ -788,9 +820,9 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-def _wait_gone(root: Path, seconds: float) -> bool:
+def _wait_gone(root: Path, seconds: float, which: Callable[[int], bool] = lambda pid: True) -> bool:
     deadline = time.monotonic() + seconds
-    while _root_processes(root):
+    while any(which(pid) for pid in _root_processes(root)):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)

@@ -303,7 +303,20 @@ def build_worker_root(cache_dir: Path | None = None, *, force: bool = False,
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         log(f"worker root: done in {time.monotonic() - t_all:.1f}s -> {final}")
+        _prune_old_roots(roots, keep=final, log=log)
         return final
+
+
+def _prune_old_roots(roots: Path, keep: Path, log: Log, keep_others: int = 1) -> None:
+    """Remove roots of older recipes, except the newest ``keep_others`` and any in use (mounted)."""
+    others = [d for d in roots.iterdir()
+              if d.is_dir() and not d.name.startswith(".") and d != keep]
+    others.sort(key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in others[keep_others:]:
+        if _mounted_under(old):
+            continue
+        log(f"  removing the root of an older recipe: {old}")
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _build_into(root: Path, apt_cache: Path, pip_cache: Path, repo: Path, log: Log) -> None:

@@ -1,0 +1,92 @@
+"""Session fixture ``condor_pool``: a real HTCondor pool (the demo's GPU execute node) for the tests.
+
+The pool runs in the cached Debian trixie root of :mod:`condorhub.demo.worker_root` (built on first
+use, ~1.5 min; then reused) and resolves users through nslcd from the session's ``slapd`` (the
+demo directory: alice, bob, carol, dave), with their homes under ``ldap_home_base`` bind-mounted at
+the same path. Register this file as a plugin (``pytest_plugins = ["condor_fixtures"]``).
+
+While the fixture is active, ``CONDOR_CONFIG`` in this process points at the pool's host-side
+client configuration (IDTOKENS with the hub's token) and ``htcondor2`` has been reloaded with it,
+so ``htcondor2.Schedd()`` / ``htcondor2.Collector()`` talk to the pool as the hub would.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from condorhub.demo.directory import DEMO_USERS, ssha_password
+from condorhub.demo.pool import HTCondorPool
+
+
+def _scratch(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def _set_password(slapd, dn: str, password: str) -> None:
+    subprocess.run(
+        ["ldapmodify", "-Q", "-Y", "EXTERNAL", "-H", slapd.ldapi_uri],
+        input=f"dn: {dn}\nchangetype: modify\nreplace: userPassword\n"
+        f"userPassword: {ssha_password(password)}\n",
+        text=True, capture_output=True, check=True, env={**os.environ, "LDAPNOINIT": "1"},
+    )
+
+
+@pytest.fixture(scope="session")
+def condor_pool(slapd, ldap_home_base):
+    """A running :class:`~condorhub.demo.pool.HTCondorPool` (2 simulated GPUs) for the session."""
+    if os.geteuid() != 0:
+        pytest.skip("the HTCondor pool needs root (debootstrap, chroot, mounts)")
+    # The demo users' homes (the directory only names them); owned by their LDAP uid/gid.
+    for user in DEMO_USERS:
+        home = Path(user.home_under(str(ldap_home_base)))
+        if not home.exists():
+            home.mkdir(mode=0o755)
+            os.chown(home, user.uid_number, user.gid_number)
+    # nslcd binds as a read-only service account, as on production nodes (the directory lets
+    # only bound users read entries).
+    nslcd_dn = f"cn=nslcd,{slapd.suffix}"
+    nslcd_password = secrets.token_urlsafe(16)
+    slapd.add_ldif(
+        f"dn: {nslcd_dn}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
+        f"cn: nslcd\ndescription: NSS lookups of the GPU nodes\n"
+        f"userPassword: {ssha_password(nslcd_password)}\n",
+        ignore_existing=True,
+    )
+    # (ignore_existing: a re-added entry keeps its first password, so always set the current one)
+    _set_password(slapd, nslcd_dn, nslcd_password)
+    run_dir = _scratch("condorhub-pool-")
+    pool = HTCondorPool(
+        run_dir,
+        ldap_uri=slapd.uri,
+        ldap_base=slapd.suffix,
+        home_base=ldap_home_base,
+        probe_user=DEMO_USERS[0].uid,
+        ldap_bind_dn=nslcd_dn,
+        ldap_bind_password=nslcd_password,
+    )
+    saved = os.environ.get("CONDOR_CONFIG")
+    pool.up()
+    try:
+        os.environ.update(pool.env)
+        import htcondor2
+
+        htcondor2.reload_config()
+        yield pool
+    finally:
+        if saved is None:
+            os.environ.pop("CONDOR_CONFIG", None)
+        else:
+            os.environ["CONDOR_CONFIG"] = saved
+        try:
+            pool.down()
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
