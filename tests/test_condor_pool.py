@@ -99,6 +99,18 @@ def test_ldap_users_resolve_inside_the_node(condor_pool):
     assert condor_pool.run_in_root("id -un", user="alice").stdout.strip() == "alice"
 
 
+def test_single_user_environment_has_this_checkout(condor_pool):
+    """The worker venv (jupyterhub 6, jupyterlab, batchspawner 1.3) plus the condorhub wheel built
+    from this checkout at ``up``, usable by a user."""
+    code = ("import importlib.metadata as m, condorhub, batchspawner, jupyterhub, jupyterlab; "
+            "print(condorhub.__file__, m.version('jupyterhub'), m.version('batchspawner'))")
+    out = condor_pool.run_in_root(["/opt/condorhub/worker-venv/bin/python", "-c", code],
+                                  user="alice").stdout.split()
+    assert out[0].startswith("/opt/condorhub/run-site/condorhub/")
+    assert out[1].split(".")[0] == "6" and out[2].startswith("1.3")
+    assert (condor_pool.root / "opt/condorhub/worker-venv/bin/batchspawner-singleuser").exists()
+
+
 def test_job_submitted_for_alice_runs_as_alice_with_one_gpu(condor_pool):
     home = _home("alice", condor_pool)
     marker = home / "written-by-job.txt"

@@ -433,6 +433,14 @@ RUN = $(LOCAL_DIR)/run
 CRED_STORE_DIR = $(LOCAL_DIR)/cred_dir
 SEC_PASSWORD_DIRECTORY = $(LOCAL_DIR)/passwords.d
 SEC_TOKEN_SYSTEM_DIRECTORY = $(LOCAL_DIR)/tokens.d
+# No SSL here (FS + IDTOKENS): the collector must not mint a CA and host certificate into the
+# cached root's /etc/condor; anything SSL-ish would go to the per-run LOCAL_DIR.
+COLLECTOR_BOOTSTRAP_SSL_CERTIFICATE = False
+AUTH_SSL_SERVER_CERTFILE = $(LOCAL_DIR)/passwords.d/hostcert.pem
+AUTH_SSL_SERVER_KEYFILE = $(LOCAL_DIR)/passwords.d/hostkey.pem
+TRUST_DOMAIN_CAFILE = $(LOCAL_DIR)/passwords.d/trust_domain_ca.pem
+TRUST_DOMAIN_CAKEY = $(LOCAL_DIR)/passwords.d/trust_domain_ca_privkey.pem
+SEC_SYSTEM_KNOWN_HOSTS = $(LOCAL_DIR)/known_hosts
 
 # The master would otherwise retune the *host's* kernel (pid_max, port range, dirty bytes...).
 ENABLE_KERNEL_TUNING = False
