@@ -7,15 +7,19 @@ stop the TensorBoard processes it started. Settings are traitlets, e.g. in jupyt
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from jupyter_core.paths import jupyter_data_dir
+from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
+from jupyter_server.utils import url_path_join
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Int, Unicode, default
 
 from .scan.handlers import handlers as scan_handlers
 from .scan.store import PatternStore
+from .tensorboard.handlers import handlers as tensorboard_handlers
+from .tensorboard.manager import TensorBoardManager
 
 
 class CondorhubLab(ExtensionApp):
@@ -34,6 +38,13 @@ class CondorhubLab(ExtensionApp):
         config=True,
         help="Seconds all matches of one request may take; a slower (catastrophic) pattern is answered with 400.",
     )
+    tensorboard_max_instances = Int(8, config=True, help="Most TensorBoards one server runs at a time.")
+    tensorboard_startup_timeout = Float(
+        120.0,
+        config=True,
+        help="Seconds TensorBoard may take to answer after its start (its import alone takes seconds on a "
+        "busy login node); requests to its tab wait this long instead of failing.",
+    )
     patterns_file = Unicode(config=True, help="JSON file of the scan patterns the user saved, per folder.")
 
     @default("patterns_file")
@@ -44,9 +55,24 @@ class CondorhubLab(ExtensionApp):
         # Two threads: one scan per click is the normal use; more would only compete for the same disk.
         self.scan_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="condorhub-scan")
         self.pattern_store = PatternStore(self.patterns_file)
+        self.tensorboards = TensorBoardManager(
+            runtime_dir=Path(jupyter_runtime_dir()) / "condorhub",
+            max_instances=self.tensorboard_max_instances,
+            startup_timeout=self.tensorboard_startup_timeout,
+            log=self.log,
+        )
+        # %tensorboard in a notebook shows TensorBoard in an iframe at this URL (kernels inherit the
+        # server's environment); without it the iframe points at localhost:<port>, which behind
+        # JupyterHub is the user's own machine, not the server's.
+        base_url = self.serverapp.base_url
+        os.environ.setdefault("TENSORBOARD_PROXY_URL", url_path_join(base_url, "condorhub/tensorboard-port/%PORT%/"))
 
     def initialize_handlers(self):
         self.handlers.extend(scan_handlers())
+        self.handlers.extend(tensorboard_handlers())
 
     async def stop_extension(self):
+        # No orphans: a stopped Lab server takes its TensorBoards with it (a killed one too, see child.py).
+        await self.tensorboards.stop_all()
+        self.tensorboards.close()
         self.scan_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,187 @@
+"""Reverse proxy from the Lab server to a TensorBoard on a loopback port, behind the server's login.
+
+    {base_url}condorhub/tensorboard/<id>/...        an instance of the manager
+    {base_url}condorhub/tensorboard-port/<port>/... a TensorBoard the user started with %tensorboard in a
+                                                    notebook (TENSORBOARD_PROXY_URL points here)
+
+The URL prefix is stripped and the rest forwarded; TensorBoard's pages use relative URLs, which resolve
+correctly as long as the page URL ends in a slash, hence the redirect for ``.../<id>``.
+
+We write our own instead of using jupyter-server-proxy: it cannot stop a process, and its start timeout
+(5 s by default) turns a slow TensorBoard start into a 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import httpclient, web
+
+from .manager import TensorBoardError
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) and what must not cross the proxy: the user's Jupyter/JupyterHub
+# credentials stay with the Jupyter server, and TensorBoard's cookies must not overwrite them.
+_DROP_REQUEST = {
+    "host", "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length", "cookie", "authorization", "x-xsrftoken",
+}  # fmt: skip
+_DROP_RESPONSE = {
+    "connection", "keep-alive", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade",
+    "content-length", "set-cookie", "server", "date",
+}  # fmt: skip
+
+
+class TensorBoardProxyBase(ExtensionHandlerMixin, JupyterHandler):
+    # Seeing TensorBoard runs code of the user's (the same permission as kernels).
+    auth_resource = "kernels"
+
+    def check_xsrf_cookie(self):
+        """TensorBoard's own scripts (fetch GET/POST) cannot send Jupyter's XSRF token; accept a request
+        only when the browser says it comes from this same origin (Sec-Fetch-Site, else Origin/Referer).
+
+        A cross-site page can neither set those headers nor read the answers, so this keeps the CSRF
+        protection the token gives. JupyterHub's cookie check calls this override (it patches only
+        jupyter_server's and tornado's own methods).
+        """
+        if not hasattr(self, "_jupyter_current_user"):
+            return  # tornado asks before authentication; JupyterHandler.prepare asks again after it
+        if self.token_authenticated or self.settings.get("disable_check_xsrf", False):
+            return  # not a browser's cookie: no cross-site request to guard against
+        site = self.request.headers.get("Sec-Fetch-Site")
+        if site in ("same-origin", "none"):
+            return
+        if site is None and self.check_referer():
+            return
+        raise web.HTTPError(403, "TensorBoard requests must come from this server's own pages (cross-site request refused)")
+
+    def _upstream_path(self, rest: str | None) -> str:
+        path = rest or "/"
+        query = self.request.query
+        return f"{path}?{query}" if query else path
+
+    async def forward(self, port: int, rest: str | None) -> None:
+        headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in _DROP_REQUEST}
+        body = self.request.body if self.request.method not in ("GET", "HEAD") else None
+        request = httpclient.HTTPRequest(
+            f"http://127.0.0.1:{port}{self._upstream_path(rest)}",
+            method=self.request.method,
+            headers=headers,
+            body=body if body is not None or self.request.method not in ("POST", "PUT", "PATCH") else b"",
+            follow_redirects=False,
+            decompress_response=False,  # pass TensorBoard's gzip through untouched
+            request_timeout=300,
+        )
+        try:
+            response = await self.extensionapp.tensorboards.http.fetch(request, raise_error=False)
+        except OSError as err:
+            raise web.HTTPError(502, f"TensorBoard on port {port} does not answer ({err}); reload it") from None
+        if response.code == 599:
+            raise web.HTTPError(502, f"TensorBoard on port {port} does not answer ({response.error}); reload it")
+        self.set_status(response.code, response.reason)
+        # Drop the Jupyter defaults that would clash with TensorBoard's (its page sets its own CSP).
+        self.clear_header("Content-Type")
+        for name, value in response.headers.get_all():
+            if name.lower() not in _DROP_RESPONSE:
+                self.add_header(name, value)
+        if response.body and self.request.method != "HEAD":
+            self.write(response.body)
+        await self.finish()
+
+    def trailing_slash(self) -> bool:
+        """Redirect ``.../<id>`` to ``.../<id>/``: without it TensorBoard's relative URLs miss the prefix."""
+        if self.request.path.endswith("/"):
+            return False
+        url = self.request.path + "/" + (f"?{self.request.query}" if self.request.query else "")
+        self.redirect(url, permanent=False)
+        return True
+
+    def write_error(self, status_code, **kwargs):
+        # A short text the Lab tab (an iframe) can show.
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"{status_code}: {message}\n")
+
+
+class InstanceProxyHandler(TensorBoardProxyBase):
+    """{base_url}condorhub/tensorboard/<id>/... → that instance."""
+
+    async def _proxy(self, instance_id: str, rest: str | None):
+        if not rest and self.trailing_slash():
+            return
+        manager = self.extensionapp.tensorboards
+        try:
+            inst = manager.get(instance_id)
+        except TensorBoardError as err:
+            raise web.HTTPError(err.status, str(err)) from None
+        if not inst.ready.is_set():
+            # Still starting: hold the request rather than fail it (the trap of short proxy timeouts).
+            try:
+                await asyncio.wait_for(inst.ready.wait(), manager.startup_timeout)
+            except asyncio.TimeoutError:
+                pass
+        if inst.state != "running":
+            raise web.HTTPError(502, f"TensorBoard for {inst.logdir!r} is {inst.state}: {inst.message or ''}")
+        await self.forward(inst.port, rest)
+
+    @web.authenticated
+    @authorized
+    async def get(self, instance_id, rest=None):
+        await self._proxy(instance_id, rest)
+
+    @web.authenticated
+    @authorized
+    async def head(self, instance_id, rest=None):
+        await self._proxy(instance_id, rest)
+
+    @web.authenticated
+    @authorized
+    async def post(self, instance_id, rest=None):
+        await self._proxy(instance_id, rest)
+
+
+def _owned_tensorboard_ports() -> set[int]:
+    """Ports of TensorBoards this Unix user runs, from TensorBoard's own info files (%tensorboard writes
+    them). Only those ports are proxied: the port route must not open every loopback service to the web."""
+    try:
+        from tensorboard import manager as tb_manager
+    except ImportError:  # pragma: no cover - tensorboard is a dependency
+        return set()
+    ports = set()
+    uid = os.getuid()
+    for info in tb_manager.get_all():
+        try:
+            if Path(f"/proc/{info.pid}").stat().st_uid == uid:
+                ports.add(info.port)
+        except OSError:
+            continue  # stale info file of a finished TensorBoard
+    return ports
+
+
+class PortProxyHandler(TensorBoardProxyBase):
+    """{base_url}condorhub/tensorboard-port/<port>/... → a TensorBoard of this user on that port."""
+
+    async def _proxy(self, port: str, rest: str | None):
+        if not rest and self.trailing_slash():
+            return
+        number = int(port)
+        if number not in self.extensionapp.tensorboards.ports() and number not in _owned_tensorboard_ports():
+            raise web.HTTPError(
+                404, f"no TensorBoard of yours listens on port {number} (only TensorBoard ports are proxied)"
+            )
+        await self.forward(number, rest)
+
+    @web.authenticated
+    @authorized
+    async def get(self, port, rest=None):
+        await self._proxy(port, rest)
+
+    @web.authenticated
+    @authorized
+    async def post(self, port, rest=None):
+        await self._proxy(port, rest)

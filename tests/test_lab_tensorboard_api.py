@@ -1,0 +1,251 @@
+"""The TensorBoard manager on a real jupyter-server (pytest-jupyter): real TensorBoard subprocesses on
+real event files, seen through the server's proxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from jupyter_fixtures import *  # noqa: F403
+
+from condorhub.lab.tensorboard.manager import free_port
+from condorhub.lab.tensorboard.sample import write_scalars
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for the user: it holds no port and no memory.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def logdir(jp_root_dir):
+    write_scalars(jp_root_dir / "runs")
+    return jp_root_dir / "runs"
+
+
+@pytest.fixture
+def tb_app(jp_serverapp):
+    return next(iter(jp_serverapp.extension_manager.extension_apps["condorhub.lab"]))
+
+
+@pytest.fixture
+def started(api, logdir, tb_app, run):
+    """Start a TensorBoard for runs/; stops whatever is left at the end."""
+    yield lambda path="runs": api("POST", "condorhub/api/tensorboard", json_body={"logdir": path})
+    run(tb_app.tensorboards.stop_all())
+
+
+def test_start_see_its_ui_and_data_through_the_proxy_then_stop(api, started):
+    r = started()
+    assert r.code == 201, r
+    inst = r.json
+    assert inst["logdir"] == "runs" and inst["state"] in ("starting", "running")
+    assert inst["url"] == f"condorhub/tensorboard/{inst['id']}/"
+    # The first request waits for TensorBoard to come up instead of failing.
+    page = api("GET", inst["url"].rstrip("/") + "/", timeout=130)
+    assert page.code == 200, page
+    assert "tb-relative-root" in page.text  # TensorBoard's own index page
+    runs = api("GET", inst["url"] + "data/runs")
+    assert runs.code == 200 and sorted(runs.json) == ["lr_0.01", "lr_0.1"]
+    scalars = api("GET", inst["url"] + "data/plugin/scalars/scalars", params={"run": "lr_0.1", "tag": "loss"})
+    assert scalars.code == 200 and len(scalars.json) == 50
+    listed = api("GET", "condorhub/api/tensorboard").json["instances"]
+    assert [(i["id"], i["state"]) for i in listed] == [(inst["id"], "running")]
+    assert listed[0]["ready_after"] > 0
+    pid = listed[0]["pid"]
+    assert alive(pid)
+
+    assert api("DELETE", f"condorhub/api/tensorboard/{inst['id']}").code == 204
+    assert not alive(pid), "DELETE answered while TensorBoard still ran"
+    assert api("GET", "condorhub/api/tensorboard").json["instances"] == []
+    gone = api("GET", inst["url"])
+    assert gone.code == 404 and "no TensorBoard" in gone.text
+    assert api("DELETE", f"condorhub/api/tensorboard/{inst['id']}").code == 404
+
+
+def test_the_tab_url_without_trailing_slash_redirects_to_it(api, started, jp_base_url):
+    inst = started().json
+    r = api("GET", f"condorhub/tensorboard/{inst['id']}", params={"x": "1"})
+    assert r.code == 302
+    assert r.raw.headers["Location"].endswith(f"condorhub/tensorboard/{inst['id']}/?x=1")
+
+
+def test_several_instances_and_one_per_folder(api, started, jp_root_dir):
+    write_scalars(jp_root_dir / "other", runs=("a",), steps=3)
+    first = started()
+    again = started("runs/")
+    assert again.code == 200 and again.json["id"] == first.json["id"]  # the same folder: the same one
+    second = started("other")
+    assert second.code == 201 and second.json["id"] != first.json["id"]
+    assert api("GET", second.json["url"] + "data/runs", timeout=130).json == ["a"]
+    assert api("GET", first.json["url"] + "data/runs", timeout=130).code == 200
+    assert len(api("GET", "condorhub/api/tensorboard").json["instances"]) == 2
+
+
+def test_reload_restarts_the_process_under_the_same_url(api, started, logdir):
+    inst = started().json
+    assert api("GET", inst["url"] + "data/runs", timeout=130).code == 200
+    old_pid = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json["pid"]
+    write_scalars(logdir, runs=("new_run",), steps=2)
+    r = api("POST", f"condorhub/api/tensorboard/{inst['id']}/reload")
+    assert r.code == 200 and r.json["id"] == inst["id"] and r.json["pid"] != old_pid
+    assert wait_gone(old_pid, 2)
+    assert "new_run" in api("GET", inst["url"] + "data/runs", timeout=130).json
+
+
+def test_too_many_instances_is_a_clear_409(api, started, tb_app, jp_root_dir):
+    tb_app.tensorboards.max_instances = 1
+    (jp_root_dir / "other").mkdir()
+    assert started().code == 201
+    r = started("other")
+    assert r.code == 409 and "stop one first" in r.message
+
+
+@pytest.mark.parametrize(
+    "body, code, words",
+    [
+        ({"logdir": "../"}, 400, "'..' is not allowed"),
+        ({"logdir": "/etc"}, 400, "absolute paths are not accepted"),
+        ({"logdir": "nope"}, 404, "no such file or folder"),
+        ({"logdir": "runs/lr_0.1/notes.txt"}, 400, "is not a folder"),
+        ({}, 400, "give the log folder"),
+    ],
+)
+def test_bad_log_folders_are_refused(api, logdir, body, code, words):
+    (logdir / "lr_0.1" / "notes.txt").write_text("x")
+    r = api("POST", "condorhub/api/tensorboard", json_body=body)
+    assert r.code == code, r
+    assert words in r.message
+    assert api("GET", "condorhub/api/tensorboard").json["instances"] == []
+
+
+def test_a_symlinked_log_folder_out_of_the_root_is_refused(api, logdir, tmp_path):
+    write_scalars(tmp_path / "elsewhere", runs=("x",), steps=1)
+    os.symlink(tmp_path / "elsewhere", logdir / "link")
+    r = api("POST", "condorhub/api/tensorboard", json_body={"logdir": "runs/link"})
+    assert r.code == 403 and "outside the Lab's root" in r.message
+
+
+def test_unknown_instances_are_404(api, logdir):
+    assert api("GET", "condorhub/api/tensorboard/abcdef12").code == 404
+    assert api("POST", "condorhub/api/tensorboard/abcdef12/reload").code == 404
+    assert api("GET", "condorhub/tensorboard/abcdef12/").code == 404
+
+
+def test_unauthenticated_requests_are_refused(api, started):
+    inst = started().json
+    assert api("GET", inst["url"], timeout=130).code == 200
+    no_token = {"Authorization": ""}
+    for method, path in [
+        ("GET", "condorhub/api/tensorboard"),
+        ("POST", "condorhub/api/tensorboard"),
+        ("GET", f"condorhub/api/tensorboard/{inst['id']}"),
+        ("DELETE", f"condorhub/api/tensorboard/{inst['id']}"),
+        ("POST", f"condorhub/api/tensorboard/{inst['id']}/reload"),
+        ("POST", inst["url"] + "data/plugin/scalars/scalars_multirun"),
+    ]:
+        r = api(method, path, json_body={"logdir": "runs"} if method == "POST" else None, headers=no_token)
+        assert r.code == 403, (method, path, r)
+    # The tab itself sends a browser to the login page, never TensorBoard's content.
+    r = api("GET", inst["url"], headers=no_token)
+    assert r.code == 302 and "login" in r.raw.headers["Location"] and "tb-relative-root" not in r.text
+    assert api("GET", "condorhub/api/tensorboard").json["instances"][0]["state"] == "running"
+
+
+def test_stopping_the_lab_server_stops_its_tensorboards(api, started, jp_serverapp, run):
+    first, second = started().json, None
+    (Path(jp_serverapp.root_dir) / "more").mkdir()
+    second = started("more").json
+    assert api("GET", first["url"], timeout=130).code == 200
+    pids = [i["pid"] for i in api("GET", "condorhub/api/tensorboard").json["instances"]]
+    assert len(pids) == 2 and all(alive(p) for p in pids)
+    run(jp_serverapp.cleanup_extensions())  # what the server's shutdown runs
+    assert not any(alive(p) for p in pids)
+    assert second["id"] != first["id"]
+
+
+def test_a_killed_lab_server_leaves_no_tensorboard_behind(logdir):
+    """SIGKILL runs no cleanup: the child wrapper's parent-death signal must end TensorBoard."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import os, subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-m', 'condorhub.lab.tensorboard.child', '--parent',"
+            f" str(os.getpid()), '--', '--logdir', {str(logdir)!r}, '--host', '127.0.0.1', '--port', '{port}'])\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(600)\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    tb_pid = int(server.stdout.readline())
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/data/runs", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        else:
+            pytest.fail("TensorBoard did not come up")
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        assert wait_gone(tb_pid, 10), f"TensorBoard {tb_pid} outlived its killed server"
+    finally:
+        server.kill()
+        try:
+            os.kill(tb_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_notebook_tensorboard_magic_is_proxied_behind_the_server(api, logdir, jp_base_url, monkeypatch):
+    """%tensorboard starts TensorBoard through tensorboard.manager and shows TENSORBOARD_PROXY_URL."""
+    from tensorboard import manager as tb_manager
+
+    assert os.environ["TENSORBOARD_PROXY_URL"] == f"{jp_base_url}condorhub/tensorboard-port/%PORT%/"
+    monkeypatch.setenv("TENSORBOARD_BINARY", str(Path(sys.executable).parent / "tensorboard"))
+    result = tb_manager.start(["--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(free_port())], timeout=datetime_timeout())
+    assert isinstance(result, tb_manager.StartLaunched), result
+    info = result.info
+    try:
+        url = os.environ["TENSORBOARD_PROXY_URL"].replace("%PORT%", str(info.port))
+        assert url.startswith(jp_base_url)
+        r = api("GET", url[len(jp_base_url):])
+        assert r.code == 200 and "tb-relative-root" in r.text
+        assert sorted(api("GET", url[len(jp_base_url):] + "data/runs").json) == ["lr_0.01", "lr_0.1"]
+        # Any other port is not proxied: the route is for TensorBoard, not every local service.
+        other = api("GET", f"condorhub/tensorboard-port/{free_port()}/")
+        assert other.code == 404 and "only TensorBoard ports are proxied" in other.text
+    finally:
+        os.kill(info.pid, signal.SIGTERM)
+        wait_gone(info.pid)
+
+
+def datetime_timeout():
+    import datetime
+
+    return datetime.timedelta(seconds=120)
