@@ -418,6 +418,8 @@ class HTCondorPool:
 use ROLE: Personal
 CONDOR_HOST = 127.0.0.1
 NETWORK_INTERFACE = 127.0.0.1
+# loopback only: no IPv6 listener on the machine's other addresses
+ENABLE_IPV6 = False
 COLLECTOR_HOST = 127.0.0.1:{self.port}
 USE_SHARED_PORT = True
 SHARED_PORT_PORT = {self.port}
@@ -492,6 +494,7 @@ JOB_START_DELAY = 0
 # {self.run_dir}. Authentication: IDTOKENS only, with the token in {h / 'tokens.d'}.
 CONDOR_HOST = 127.0.0.1
 COLLECTOR_HOST = 127.0.0.1:{self.port}
+ENABLE_IPV6 = False
 UID_DOMAIN = {self.uid_domain}
 # The hub and the node share the users' homes (NFS in production): jobs submitted with
 # should_transfer_files = NO require the node's FileSystemDomain to equal the submitter's.
@@ -865,6 +868,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("--ldap-base")
     p_up.add_argument("--home-base", help="host folder of the users' homes (same path inside)")
     p_up.add_argument("--probe-user", help="wait until this user resolves through LDAP")
+    p_up.add_argument("--ldap-bind-dn", help="DN nslcd binds as (a read-only service account)")
+    p_up.add_argument("--ldap-bind-password-file", help="file holding that DN's password")
     p_up.add_argument("--hub-identity", default=DEFAULT_HUB_IDENTITY)
     p_up.add_argument("--port", type=int, default=9618)
     p_up.add_argument("--gpus", type=int, default=2)
@@ -884,7 +889,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "up":
         pool = HTCondorPool(args.run_dir, args.ldap_uri, args.ldap_base, args.home_base,
                             hub_identity=args.hub_identity, port=args.port, num_gpus=args.gpus,
-                            probe_user=args.probe_user, install_condorhub=not args.no_condorhub)
+                            probe_user=args.probe_user, install_condorhub=not args.no_condorhub,
+                            ldap_bind_dn=args.ldap_bind_dn,
+                            ldap_bind_password=Path(args.ldap_bind_password_file).read_text().strip()
+                            if args.ldap_bind_password_file else None)
         pool.up()
         print(f"export CONDOR_CONFIG={pool.condor_config_path}")
         return 0
