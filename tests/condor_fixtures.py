@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -74,8 +75,8 @@ def condor_pool(slapd, ldap_home_base):
         ldap_bind_password=nslcd_password,
     )
     saved = os.environ.get("CONDOR_CONFIG")
-    pool.up()
     try:
+        pool.up()
         os.environ.update(pool.env)
         import htcondor2
 
@@ -86,6 +87,8 @@ def condor_pool(slapd, ldap_home_base):
             os.environ.pop("CONDOR_CONFIG", None)
         else:
             os.environ["CONDOR_CONFIG"] = saved
+        if "htcondor2" in sys.modules:
+            sys.modules["htcondor2"].reload_config()
         try:
             pool.down()
         finally:

@@ -4,7 +4,8 @@ as queue super user on behalf of LDAP users (``+Owner``)."""
 
 from __future__ import annotations
 
-import os
+import base64
+import json
 import re
 import stat
 import time
@@ -85,6 +86,11 @@ def test_pool_is_up_with_two_gpus_and_idtokens_client(condor_pool):
     mode = condor_pool.token_path.stat().st_mode
     assert stat.S_IMODE(mode) == 0o600 and condor_pool.token_path.stat().st_uid == 0
     assert stat.S_IMODE(condor_pool.token_path.parent.stat().st_mode) == 0o700
+    # The token names the hub identity and grants READ and WRITE only (no ADMINISTRATOR/DAEMON).
+    payload = condor_pool.token_path.read_text().strip().split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["sub"] == condor_pool.hub_identity
+    assert sorted(claims["scope"].split()) == ["condor:/READ", "condor:/WRITE"]
     # The schedd sees the hub as its token identity.
     schedd = htcondor2.Schedd()
     assert schedd.query("false", projection=["ClusterId"]) == []
