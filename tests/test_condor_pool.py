@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from condorhub.demo import worker_root
 from condorhub.demo.directory import DEMO_USERS
-from condorhub.demo.pool import HTCondorPool, PoolError
+from condorhub.demo.pool import HTCondorPool, PoolError, impersonation_regex
 
 htcondor2 = pytest.importorskip("htcondor2")
 
-pytestmark = pytest.mark.condor
+# Tests marked `condor` run against the real pool (root, debootstrap, chroot); the unit tests at
+# the top need none of that.
+condor = pytest.mark.condor
 
 USERS = {u.uid: u for u in DEMO_USERS}
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
@@ -75,6 +78,66 @@ def _remove_and_wait(schedd, clusters: list[int]) -> None:
               lambda: not schedd.query(constraint, projection=["ClusterId"]), timeout=60)
 
 
+# ------------------------------------------------------------------ unit tests (no pool)
+
+
+def _fake_root(tmp_path: Path) -> Path:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/bash\n"
+        "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+        "www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        "nslcd:x:100:101::/run/nslcd:/usr/sbin/nologin\n"
+        "condor:x:101:102::/var/lib/condor:/usr/sbin/nologin\n"
+        "condorhub:x:999:999::/nonexistent:/usr/sbin/nologin\n"
+    )
+    (etc / "group").write_text("nslcd:x:101:\ncondor:x:102:\n")
+    return tmp_path
+
+
+def test_impersonation_regex_allows_only_real_user_names(tmp_path):
+    regex = re.compile(impersonation_regex(_fake_root(tmp_path)))
+    for name in ("alice", "bob", "carol", "dave", "a.student", "user_42", "rootless", "condorx"):
+        assert regex.match(name), name
+    for name in ("root", "daemon", "www-data", "nobody", "nslcd", "condor", "condorhub",
+                 "", "Alice", "-rf", "alice bob", "x" * 40, "alice\n"):
+        assert not regex.fullmatch(name), name
+
+
+def test_recipe_hash_follows_the_recipe(monkeypatch):
+    base = worker_root.recipe_hash()
+    assert base == worker_root.recipe_hash()
+    monkeypatch.setattr(worker_root, "PACKAGES", (*worker_root.PACKAGES, "vim"))
+    with_vim = worker_root.recipe_hash()
+    assert with_vim != base
+    monkeypatch.setattr(worker_root, "RECIPE_VERSION", worker_root.RECIPE_VERSION + 1)
+    assert worker_root.recipe_hash() not in (base, with_vim)
+
+
+def test_generated_configs_are_locked_down(tmp_path):
+    pool = HTCondorPool(tmp_path / "run", "ldap://127.0.0.1:3890", "dc=condorhub,dc=test",
+                        root=_fake_root(tmp_path), log=lambda msg: None)
+    pool_config = pool._pool_config(pool.root)
+    assert "SEC_DEFAULT_AUTHENTICATION = REQUIRED" in pool_config
+    assert "SEC_READ_AUTHENTICATION = REQUIRED" in pool_config
+    assert "SEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS" in pool_config
+    assert "CLAIMTOBE" not in pool_config and "ALLOW_WRITE = *" not in pool_config
+    assert "ENABLE_KERNEL_TUNING = False" in pool_config
+    assert f"QUEUE_SUPER_USERS = root, condor, {pool.hub_identity}" in pool_config
+    host_config = pool._host_config()
+    assert "SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS" in host_config
+    assert "CLAIMTOBE" not in host_config
+    assert "FILESYSTEM_DOMAIN = condorhub.test" in host_config
+    nslcd = pool._nslcd_conf()
+    assert "uri ldap://127.0.0.1:3890" in nslcd and "nss_min_uid 1000" in nslcd
+
+
+# ------------------------------------------------------------------ the real pool
+
+
+@condor
 def test_pool_is_up_with_two_gpus_and_idtokens_client(condor_pool):
     collector = htcondor2.Collector(condor_pool.collector_address)
     slots = collector.query(htcondor2.AdTypes.Startd, projection=["Name", "TotalSlotGPUs"])
@@ -96,6 +159,7 @@ def test_pool_is_up_with_two_gpus_and_idtokens_client(condor_pool):
     assert schedd.query("false", projection=["ClusterId"]) == []
 
 
+@condor
 def test_ldap_users_resolve_inside_the_node(condor_pool):
     out = condor_pool.run_in_root(["getent", "passwd", "alice"]).stdout
     fields = out.strip().split(":")
@@ -105,6 +169,7 @@ def test_ldap_users_resolve_inside_the_node(condor_pool):
     assert condor_pool.run_in_root("id -un", user="alice").stdout.strip() == "alice"
 
 
+@condor
 def test_single_user_environment_has_this_checkout(condor_pool):
     """The worker venv (jupyterhub 6, jupyterlab, batchspawner 1.3) plus the condorhub wheel built
     from this checkout at ``up``, usable by a user."""
@@ -117,6 +182,7 @@ def test_single_user_environment_has_this_checkout(condor_pool):
     assert (condor_pool.root / "opt/condorhub/worker-venv/bin/batchspawner-singleuser").exists()
 
 
+@condor
 def test_job_submitted_for_alice_runs_as_alice_with_one_gpu(condor_pool):
     home = _home("alice", condor_pool)
     marker = home / "written-by-job.txt"
@@ -141,6 +207,7 @@ def test_job_submitted_for_alice_runs_as_alice_with_one_gpu(condor_pool):
     assert marker.stat().st_uid == 10001 and marker.stat().st_gid == 10000
 
 
+@condor
 @pytest.mark.parametrize("owner", ["root", "daemon", "condor", "nslcd", "condorhub", "nobody"])
 def test_hub_cannot_impersonate_root_or_system_accounts(condor_pool, owner):
     schedd = htcondor2.Schedd()
@@ -151,6 +218,7 @@ def test_hub_cannot_impersonate_root_or_system_accounts(condor_pool, owner):
     assert schedd.query(f'Owner == "{owner}"', projection=["ClusterId"]) == []
 
 
+@condor
 def test_hub_cannot_run_jobs_as_itself(condor_pool):
     """Without +Owner the job would run as the hub's local account: refused too."""
     schedd = htcondor2.Schedd()
@@ -159,6 +227,7 @@ def test_hub_cannot_run_jobs_as_itself(condor_pool):
         schedd.submit(sub)
 
 
+@condor
 def test_users_inside_the_node_cannot_submit(condor_pool):
     """Only the hub (and condor itself) may write to the queue; a user in a job may not."""
     proc = condor_pool.run_in_root(
@@ -170,6 +239,7 @@ def test_users_inside_the_node_cannot_submit(condor_pool):
     assert condor_pool.run_in_root(["condor_q", "-totals"], user="alice").returncode == 0
 
 
+@condor
 def test_two_gpus_two_jobs_third_waits(condor_pool):
     schedd = htcondor2.Schedd()
     clusters = []
@@ -200,6 +270,7 @@ def test_two_gpus_two_jobs_third_waits(condor_pool):
             _remove_and_wait(schedd, clusters)
 
 
+@condor
 def test_second_pool_is_refused_while_one_runs(condor_pool, tmp_path):
     other = HTCondorPool(tmp_path / "other-run", root=condor_pool.root, port=condor_pool.port,
                          install_condorhub=False, log=lambda msg: None)
