@@ -42,12 +42,24 @@ install_system() {
     command -v npm >/dev/null || apt_install npm
 }
 
+build_labextension() {
+    # The wheel ships the prebuilt JupyterLab extension; building it needs the JupyterLab it extends
+    # (pyproject's own requirement, installed first) and node. Skipped when its sources are unchanged.
+    step "JupyterLab extension (labextension/)"
+    local lab_req
+    lab_req="$("$VENV/bin/python" -c 'import sys, tomllib; print(next(d for d in tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"] if d.startswith("jupyterlab")))' "$REPO/pyproject.toml")"
+    "$VENV/bin/pip" install -q "$lab_req"
+    mkdir -p "$npm_config_cache"
+    "$REPO/labextension/build.sh" "$VENV/bin/python"
+}
+
 install_python() {
     local extras="$1"
     step "python environment $VENV"
     mkdir -p "$PREFIX" "$PIP_CACHE_DIR"
     [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
+    build_labextension
     # Dependencies first (cached), then condorhub itself from this checkout, always rebuilt so a re-run
     # after `git pull` picks up the new code.
     "$VENV/bin/pip" install -q "$REPO$extras"

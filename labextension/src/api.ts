@@ -1,0 +1,81 @@
+/**
+ * Talking to condorhub's server extension, and URLs for files the browser loads directly.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** An answer the server refused; `message` is the server's text (it says what to fix). */
+export class APIError extends Error {
+  constructor(
+    readonly status: number,
+    message: string
+  ) {
+    super(message);
+  }
+}
+
+const settings = ServerConnection.makeSettings();
+
+/** A JSON request to {base_url}condorhub/api/<path>; ServerConnection adds the token and XSRF header. */
+export async function requestAPI<T>(
+  path: string,
+  init: RequestInit = {},
+  query: Record<string, string> = {}
+): Promise<T> {
+  const qs = new URLSearchParams(query).toString();
+  const url = URLExt.join(settings.baseUrl, 'condorhub/api', path) + (qs ? `?${qs}` : '');
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new APIError(0, `the Jupyter server does not answer: ${error}`);
+  }
+  const text = await response.text();
+  let data: any = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    throw new APIError(response.status, (data && data.message) || text || response.statusText);
+  }
+  return data as T;
+}
+
+export function postJSON<T>(path: string, body: unknown): Promise<T> {
+  return requestAPI<T>(path, { method: 'POST', body: JSON.stringify(body) });
+}
+
+function xsrfToken(): string {
+  const match = document.cookie.match('\\b_xsrf=([^;]*)\\b');
+  return match ? decodeURIComponent(match[1]) : '';
+}
+
+/**
+ * URL of a file under the server root for <img>/<iframe>. jupyter-server refuses a /files/ GET that has
+ * neither the XSRF token nor a same-origin referrer (a sandboxed frame may send none), so the token goes
+ * in the query, where jupyter-server and JupyterHub both look for it.
+ */
+export function fileURL(path: string): string {
+  const url = URLExt.join(settings.baseUrl, 'files', URLExt.encodeParts(path));
+  const token = xsrfToken();
+  return token ? `${url}?_xsrf=${encodeURIComponent(token)}` : url;
+}
+
+/** An absolute URL for a path relative to the server's base URL. */
+export function serverURL(path: string): string {
+  return URLExt.join(settings.baseUrl, path);
+}
+
+/** The first `limit` characters of a text file, through the contents API. */
+export async function readText(path: string, limit = 20000): Promise<string> {
+  const url = URLExt.join(settings.baseUrl, 'api/contents', URLExt.encodeParts(path)) + '?type=file&format=text';
+  const response = await ServerConnection.makeRequest(url, {}, settings);
+  if (!response.ok) {
+    throw new APIError(response.status, `cannot read ${path} (${response.status})`);
+  }
+  const model = await response.json();
+  const content: string = model.content ?? '';
+  return content.length > limit ? content.slice(0, limit) + '\n…' : content;
+}

@@ -1,0 +1,165 @@
+/**
+ * condorhub's JupyterLab extension: the parameter-scan browser and the TensorBoard manager.
+ * Both start from the file browser's context menu (on a folder), the launcher and the command palette.
+ */
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, InputDialog, MainAreaWidget, WidgetTracker, showErrorMessage } from '@jupyterlab/apputils';
+import { IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { ILauncher } from '@jupyterlab/launcher';
+
+import { scanIcon, tensorboardIcon } from './icons';
+import { ScanBrowser } from './scan/widget';
+import { ITensorBoard, getTensorBoard, startTensorBoard } from './tensorboard/api';
+import { TensorBoardPanel } from './tensorboard/panel';
+import { TensorBoardTab } from './tensorboard/widget';
+
+const CATEGORY = 'condorhub';
+const CMD = {
+  scan: 'condorhub:open-scan-browser',
+  startTensorBoard: 'condorhub:start-tensorboard',
+  openTensorBoard: 'condorhub:open-tensorboard'
+};
+/** Folders in the file browser listing: the context menu items apply to them. */
+const FOLDER_SELECTOR = '.jp-DirListing-item[data-isdir="true"]';
+
+/**
+ * The folder a command applies to: the one right-clicked (args.path or the browser's selection when
+ * invoked from the context menu), else the folder the file browser shows.
+ */
+function targetFolder(
+  args: Record<string, unknown>,
+  factory: IFileBrowserFactory,
+  browser: IDefaultFileBrowser | null,
+  fromContextMenu: boolean
+): string {
+  if (typeof args.path === 'string') {
+    return args.path;
+  }
+  const current = factory.tracker.currentWidget ?? browser;
+  if (fromContextMenu && current) {
+    for (const item of current.selectedItems()) {
+      if (item.type === 'directory') {
+        return item.path;
+      }
+    }
+  }
+  return current?.model.path ?? '';
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: '@condorhub/lab:plugin',
+  description: 'Parameter-scan browser and TensorBoard manager',
+  autoStart: true,
+  requires: [IFileBrowserFactory],
+  optional: [IDefaultFileBrowser, ICommandPalette, ILauncher, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    factory: IFileBrowserFactory,
+    browser: IDefaultFileBrowser | null,
+    palette: ICommandPalette | null,
+    launcher: ILauncher | null,
+    restorer: ILayoutRestorer | null
+  ) => {
+    const openFile = (path: string) => void app.commands.execute('docmanager:open', { path });
+    const scans = new WidgetTracker<MainAreaWidget<ScanBrowser>>({ namespace: 'condorhub-scan' });
+    const tensorboards = new WidgetTracker<TensorBoardTab>({ namespace: 'condorhub-tensorboard' });
+
+    // --- scan browser ---------------------------------------------------------------------------------
+    app.commands.addCommand(CMD.scan, {
+      label: args => (args.isContextMenu ? 'Browse as parameter scan' : 'Parameter scan browser'),
+      caption: 'Show the files of a parameter scan as a grid over its parameters',
+      icon: args => (args.isPalette ? undefined : scanIcon),
+      execute: async args => {
+        const folder = targetFolder(args, factory, browser, !!args.isContextMenu);
+        const content = new ScanBrowser(folder, openFile);
+        const widget = new MainAreaWidget({ content });
+        widget.id = `condorhub-scan-${Date.now()}`;
+        widget.title.label = `Scan: ${folder || '/'}`;
+        widget.title.icon = scanIcon;
+        widget.title.closable = true;
+        app.shell.add(widget, 'main');
+        void scans.add(widget);
+        app.shell.activateById(widget.id);
+        await content.load();
+      }
+    });
+
+    // --- TensorBoard ----------------------------------------------------------------------------------
+    const refreshPanel = () => void panel.refresh();
+    const openTab = (instance: ITensorBoard) => {
+      const existing = tensorboards.find(tab => tab.instance.id === instance.id);
+      if (existing) {
+        app.shell.activateById(existing.id);
+        return existing;
+      }
+      const tab = new TensorBoardTab(instance, refreshPanel);
+      tab.title.icon = tensorboardIcon;
+      app.shell.add(tab, 'main');
+      void tensorboards.add(tab);
+      app.shell.activateById(tab.id);
+      return tab;
+    };
+
+    app.commands.addCommand(CMD.startTensorBoard, {
+      label: args => (args.isContextMenu ? 'Start TensorBoard here' : 'TensorBoard'),
+      caption: 'Start TensorBoard for a log folder and show it in a tab',
+      icon: args => (args.isPalette ? undefined : tensorboardIcon),
+      execute: async args => {
+        let folder = targetFolder(args, factory, browser, !!args.isContextMenu);
+        if (!args.isContextMenu && typeof args.path !== 'string') {
+          const answer = await InputDialog.getText({
+            title: 'Start TensorBoard',
+            label: 'Log folder (relative to the Lab root)',
+            text: folder
+          });
+          if (!answer.button.accept || answer.value === null) {
+            return;
+          }
+          folder = answer.value.trim().replace(/^\/+|\/+$/g, '');
+        }
+        try {
+          const instance = await startTensorBoard(folder);
+          refreshPanel();
+          return openTab(instance).id;
+        } catch (error) {
+          await showErrorMessage('TensorBoard did not start', (error as Error).message);
+        }
+      }
+    });
+
+    app.commands.addCommand(CMD.openTensorBoard, {
+      label: 'Open TensorBoard tab',
+      execute: async args => openTab(await getTensorBoard(String(args.id))).id
+    });
+
+    const panel = new TensorBoardPanel(
+      instance => openTab(instance),
+      () => void app.commands.execute(CMD.startTensorBoard),
+      id => tensorboards.find(tab => tab.instance.id === id)?.dispose()
+    );
+    panel.title.icon = tensorboardIcon;
+    app.shell.add(panel, 'left', { rank: 600 });
+
+    // --- where the commands appear -------------------------------------------------------------------
+    app.contextMenu.addItem({ command: CMD.scan, selector: FOLDER_SELECTOR, rank: 20, args: { isContextMenu: true } });
+    app.contextMenu.addItem({ command: CMD.startTensorBoard, selector: FOLDER_SELECTOR, rank: 21, args: { isContextMenu: true } });
+    if (palette) {
+      palette.addItem({ command: CMD.scan, category: CATEGORY, args: { isPalette: true } });
+      palette.addItem({ command: CMD.startTensorBoard, category: CATEGORY, args: { isPalette: true } });
+    }
+    if (launcher) {
+      launcher.add({ command: CMD.scan, category: 'Other', rank: 10 });
+      launcher.add({ command: CMD.startTensorBoard, category: 'Other', rank: 11 });
+    }
+    if (restorer) {
+      // TensorBoard tabs come back after a page reload as long as their instance still runs.
+      void restorer.restore(tensorboards, {
+        command: CMD.openTensorBoard,
+        args: tab => ({ id: tab.instance.id }),
+        name: tab => tab.instance.id
+      });
+    }
+  }
+};
+
+export default plugin;
