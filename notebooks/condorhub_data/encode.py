@@ -1,0 +1,133 @@
+"""A chunk of branches → one float32 feature matrix (normalized, jagged branches padded) and a mask.
+
+:class:`Layout` fixes the columns: each flat branch is one column, each jagged branch ``L`` columns
+(``Jet_pt[0]`` ... ``Jet_pt[L-1]``). The mask has one column per jagged column, True where a real value
+sits. Padding is written after normalization, so a padded slot holds exactly ``pad_value`` (0 = the mean
+for standard normalization) and the mask tells it apart from a real value that happens to be 0.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+import numpy as np
+
+from .branches import Branch
+from .errors import SpecsError
+from .pad import Slots, offsets_and_content
+from .specs import Specs
+
+
+@dataclass(frozen=True)
+class Block:
+    branch: Branch
+    start: int  # first column in the feature matrix
+    length: int  # 1 for flat branches, the pad length for jagged ones
+    mask_start: int  # first column in the mask (jagged branches)
+
+
+class Layout:
+    """Column order of the feature matrix and the mask."""
+
+    def __init__(self, branches: list[Branch], lengths: dict[str, int]):
+        self.blocks: list[Block] = []
+        col = mcol = 0
+        for b in branches:
+            length = lengths[b.name] if b.jagged else 1
+            self.blocks.append(Block(b, col, length, mcol))
+            col += length
+            mcol += length if b.jagged else 0
+        self.width, self.mask_width = col, mcol
+
+    @classmethod
+    def build(cls, branches: list[Branch], pad_length, specs: Specs | None) -> "Layout":
+        """``pad_length``: int for every jagged branch, {name or glob: int}, or None for the longest list in
+        ``specs`` (MLaaS4HEP's choice: nothing is cut, but one odd event can make every row long)."""
+        lengths = {}
+        for b in (b for b in branches if b.jagged):
+            length = None
+            if isinstance(pad_length, dict):
+                length = next((v for k, v in pad_length.items() if fnmatch.fnmatchcase(b.name, k)), None)
+            elif pad_length is not None:
+                length = pad_length
+            if length is None:
+                if specs is None:
+                    raise SpecsError(
+                        f"no pad length for jagged branch {b.name}: give pad_length= or compute specs first "
+                        "(the longest list seen becomes the pad length)"
+                    )
+                length = max(1, specs.branches[b.name].max_len)
+            if not isinstance(length, (int, np.integer)) or length < 1:
+                raise ValueError(f"pad length for {b.name} must be a positive integer, got {length!r}")
+            lengths[b.name] = int(length)
+        return cls(branches, lengths)
+
+    @property
+    def branches(self) -> list[Branch]:
+        return [blk.branch for blk in self.blocks]
+
+    @property
+    def columns(self) -> list[str]:
+        names = []
+        for blk in self.blocks:
+            names += [blk.branch.name] if not blk.branch.jagged else [f"{blk.branch.name}[{i}]" for i in range(blk.length)]
+        return names
+
+    @property
+    def mask_columns(self) -> list[str]:
+        return [c for blk in self.blocks if blk.branch.jagged for c in self.columns[blk.start : blk.start + blk.length]]
+
+
+class Encoder:
+    """Turns chunks read from the files into (features, mask) with one layout and one normalization."""
+
+    def __init__(self, layout: Layout, specs: Specs | None, method: str = "standard", pad_value: float = 0.0):
+        if method != "none":
+            if specs is None:
+                raise SpecsError(f"normalization {method!r} needs specs: call fit_specs() or pass specs=")
+            specs.check(layout.branches)
+        self.layout, self.pad_value = layout, float(pad_value)
+        self.scalers = {
+            blk.branch.name: (specs.branches[blk.branch.name].scaler(method) if specs is not None else (0.0, 1.0))
+            for blk in layout.blocks
+        }
+
+    def _normalized(self, name: str, values: np.ndarray) -> np.ndarray:
+        shift, scale = self.scalers[name]
+        out = np.subtract(values, np.float32(shift), dtype=np.float32)
+        if scale != 1.0:
+            out *= np.float32(scale)
+        return out
+
+    def encode(self, arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(features (n, width) float32, mask (n, mask_width) bool) for a dict of branch arrays."""
+        blocks = self.layout.blocks
+        n = len(arrays[blocks[0].branch.name])
+        x = np.empty((n, self.layout.width), dtype=np.float32)
+        mask = np.empty((n, self.layout.mask_width), dtype=bool)
+        slots_cache: list[tuple[np.ndarray, int, Slots]] = []
+        for blk in blocks:
+            name = blk.branch.name
+            if not blk.branch.jagged:
+                x[:, blk.start] = self._normalized(name, np.asarray(arrays[name]))
+                continue
+            offsets, content = offsets_and_content(arrays[name])
+            slots = self._slots(slots_cache, offsets, blk.length)
+            # pad in a contiguous scratch block, then one strided copy into the matrix: both stay cache-friendly
+            grid = np.full((n, blk.length), self.pad_value, dtype=np.float32)
+            values = self._normalized(name, content if slots.keep is None else content[slots.keep])
+            grid[slots.mask] = values
+            x[:, blk.start : blk.start + blk.length] = grid
+            mask[:, blk.mask_start : blk.mask_start + blk.length] = slots.mask
+        return x, mask
+
+    @staticmethod
+    def _slots(cache: list, offsets: np.ndarray, length: int) -> Slots:
+        """Slots for these offsets, shared by the branches of one collection (same counter branch)."""
+        for cached_offsets, cached_length, slots in cache:
+            if cached_length == length and (cached_offsets is offsets or np.array_equal(cached_offsets, offsets)):
+                return slots
+        slots = Slots.for_offsets(offsets, length)
+        cache.append((offsets, length, slots))
+        return slots

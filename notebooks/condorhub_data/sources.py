@@ -1,0 +1,108 @@
+"""Opening a TTree in a local ROOT file or over XRootD, with uproot, turning failures into clear errors.
+
+Remote files are read through uproot's fsspec source with ``fsspec-xrootd`` (the XRootD client from the
+``xrootd`` wheel). Reading goes through :func:`read_arrays` so that a file that turns out to be corrupt in
+the middle (a bad basket) fails with the same :class:`CorruptFileError` as one that is corrupt at open.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import uproot
+
+from .errors import (
+    CorruptFileError,
+    EmptyFileError,
+    MissingFileError,
+    MissingTreeError,
+    RemoteAccessError,
+)
+
+REMOTE_SCHEMES = ("root://", "xroot://")
+
+# What uproot and its decompressors raise for bytes that are not what the ROOT format promises.
+_DECODE_ERRORS = (ValueError, zlib.error, EOFError, IndexError, AssertionError, OverflowError)
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    return str(path).startswith(REMOTE_SCHEMES)
+
+
+def _check_remote_client() -> None:
+    try:
+        import fsspec_xrootd  # noqa: F401
+        import XRootD  # noqa: F401
+    except ImportError as exc:
+        raise RemoteAccessError(
+            f"reading root:// URLs needs the XRootD client ({exc}); install it with "
+            "pip install 'condorhub[data]' (fsspec-xrootd and the xrootd wheel)"
+        ) from None
+
+
+def _check_local(path: Path) -> None:
+    if not path.exists():
+        raise MissingFileError(f"{path}: no such file; check the path (relative paths start at {Path.cwd()})")
+    if path.is_dir():
+        raise MissingFileError(f"{path} is a folder, not a ROOT file; name the .root files inside it")
+    if path.stat().st_size == 0:
+        raise EmptyFileError(f"{path} is empty (0 bytes): the job that wrote it probably failed; write it again")
+
+
+def open_file(path: str | os.PathLike, timeout: float = 30):
+    """The uproot ReadOnlyFile for a local path or a root:// URL."""
+    name = str(path)
+    if is_remote(name):
+        _check_remote_client()
+        try:
+            return uproot.open(name, timeout=timeout)
+        except FileNotFoundError:
+            raise MissingFileError(f"{name}: no such file on the XRootD server; check the path after the host") from None
+        except PermissionError as exc:
+            raise RemoteAccessError(f"{name}: the XRootD server refused access ({exc}); check your credentials") from None
+        except (OSError, TimeoutError) as exc:
+            raise RemoteAccessError(
+                f"{name}: cannot read from the XRootD server ({exc}); is the server up and the host:port right?"
+            ) from None
+        except _DECODE_ERRORS as exc:
+            raise CorruptFileError(f"{name} is not a readable ROOT file ({exc}); copy it again from its source") from None
+    local = Path(name)
+    _check_local(local)
+    try:
+        return uproot.open(local)
+    except _DECODE_ERRORS + (OSError,) as exc:
+        raise CorruptFileError(
+            f"{local} is not a readable ROOT file (truncated or corrupt: {exc}); copy or write it again"
+        ) from None
+
+
+def open_tree(path: str | os.PathLike, tree: str, timeout: float = 30):
+    """The TTree ``tree`` of ``path``; raises a :class:`DataError` naming the file if it cannot be used."""
+    file = open_file(path, timeout=timeout)
+    try:
+        obj = file[tree]
+    except KeyError:
+        trees = sorted({key.split(";")[0] for key in file.keys(filter_classname="TTree")})
+        hint = f"it has {', '.join(repr(t) for t in trees)}: pass tree={trees[0]!r}" if trees else "it holds no tree at all"
+        raise MissingTreeError(f"{path} has no tree {tree!r}; {hint}") from None
+    except _DECODE_ERRORS + (OSError,) as exc:
+        raise CorruptFileError(f"{path}: the tree {tree!r} cannot be read (corrupt file: {exc}); write it again") from None
+    if not isinstance(obj, uproot.behaviors.TTree.TTree):
+        raise MissingTreeError(f"{path}: {tree!r} is a {type(obj).__name__}, not a TTree; name the tree to read")
+    if obj.num_entries == 0:
+        raise EmptyFileError(f"{path}: tree {tree!r} has no entries; leave this file out or write it again")
+    return obj
+
+
+def read_arrays(tree, names: list[str], start: int, stop: int) -> dict:
+    """Entries [start, stop) of the branches ``names`` as a dict of awkward arrays."""
+    try:
+        return tree.arrays(names, entry_start=start, entry_stop=stop, library="ak", how=dict)
+    except _DECODE_ERRORS + (OSError, uproot.deserialization.DeserializationError) as exc:
+        where = tree.file.file_path
+        raise CorruptFileError(
+            f"{where}: entries {start}-{stop} of tree {tree.name!r} cannot be read (corrupt or truncated file: "
+            f"{type(exc).__name__}: {exc}); copy or write the file again"
+        ) from None
