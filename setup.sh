@@ -36,7 +36,7 @@ install_system() {
     # slapd/ldap-utils: the demo and test directory; python3-venv: the environment servers run from (it
     # must be readable by every user, which a Python under /root is not); openssl: test certificates;
     # debootstrap: the Debian 13 roots the HTCondor pool and the Ansible test deploy into.
-    apt_install ca-certificates python3 python3-venv python3-dev gcc slapd ldap-utils openssl procps curl debootstrap
+    apt_install ca-certificates git python3 python3-venv python3-dev gcc slapd ldap-utils openssl procps curl debootstrap
     if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 18 ]; then
         apt_install nodejs npm
     fi

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -295,6 +295,40 @@ PROFILE_KINDS: dict[str, type[Strict]] = {"login_node": LoginNodeProfile, "condo
 Profile = Annotated[LoginNodeProfile | CondorProfile, Field(discriminator="kind")]
 
 
+class CourseSettings(Strict):
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="Short identifier, used in URLs and folder names.")
+    title: str = Field(description="What students and instructors see on the hub's home page.")
+    students_group: str = Field(description="LDAP group (cn) whose members take the course.")
+    instructors_group: str = Field(
+        description="LDAP group (cn) whose members teach it: they publish its material and may open the "
+        "servers of its students, and only of its students."
+    )
+    repository: str | None = Field(
+        None,
+        description=(
+            "Git repository (URL or path on shared storage) the material comes from, when instructors keep "
+            "it in git. Unset: the hub keeps a repository under `hub.courses_dir` that instructors publish "
+            "a folder of their home into."
+        ),
+    )
+    branch: str = Field("main", pattern=r"^[A-Za-z0-9._/-]{1,100}$", description="Branch to distribute.")
+    target: str = Field(
+        "",
+        description="Folder in the student's home the course lands in; default `courses/<slug>`.",
+    )
+
+    @field_validator("target")
+    @classmethod
+    def _relative_inside_home(cls, value: str) -> str:
+        if value and (PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts):
+            raise ValueError("must be a relative path inside the home directory, without `..`")
+        return value
+
+    @property
+    def target_dir(self) -> str:
+        return self.target or f"courses/{self.slug}"
+
+
 class HubSettings(Strict):
     bind_url: AnyHttpUrl = Field(
         "http://127.0.0.1:8000",
@@ -319,6 +353,13 @@ class HubSettings(Strict):
         description=(
             "Directory for the hub's database, cookie secret and auth-state encryption key; created with "
             "mode 0700."
+        ),
+    )
+    courses_dir: Path = Field(
+        Path("/srv/condorhub/courses"),
+        description=(
+            "Where the hub keeps the git repositories of courses that instructors publish from a folder. "
+            "Readable by every user (students pull from it); on a cluster, shared with the execute nodes."
         ),
     )
     admin_users: list[str] = Field(
@@ -460,6 +501,19 @@ class SiteConfig(Strict):
         min_length=1,
         description="Resource profiles people can choose from, in the order the spawn form shows them.",
     )
+    courses: list[CourseSettings] = Field(
+        default_factory=list,
+        description="Courses whose material instructors distribute to a group of students.",
+    )
+
+    @field_validator("courses")
+    @classmethod
+    def _unique_course_slugs(cls, courses: list) -> list:
+        slugs = [c.slug for c in courses]
+        twice = sorted({s for s in slugs if slugs.count(s) > 1})
+        if twice:
+            raise ValueError(f"course slug(s) {', '.join(twice)} used twice; slugs must be unique")
+        return courses
 
     @field_validator("profiles")
     @classmethod

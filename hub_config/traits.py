@@ -68,6 +68,10 @@ def apply_site(c, site: SiteConfig) -> None:
 
     apply_htcondor(c, site)
 
+    from condorhub.courses.hub import apply_courses  # after the spawners: it adds to their environment
+
+    apply_courses(c, site)
+
 
 def apply_ldap(c, site: SiteConfig) -> None:
     ldap = site.ldap

@@ -1,0 +1,43 @@
+"""Courses → JupyterHub configuration (called from :func:`condorhub.traits.apply_site`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from condorhub.schema import SiteConfig
+
+from .handlers import CoursePublishHandler, course_environment, courses_of
+from .publish import course_source, trust_course_repositories
+from .rbac import course_roles
+
+TEMPLATES = Path(__file__).parent / "templates"
+PUBLISH_API_PATTERN = r"/api/condorhub/courses/([a-z0-9][a-z0-9-]{0,39})/publish"
+# Spawner classes whose servers should receive the courses (each has its own `environment` config).
+SPAWNER_SECTIONS = ("LoginNodeSpawner", "HTCondorSpawner")
+
+
+def apply_courses(c, site: SiteConfig) -> None:
+    courses = list(site.courses)
+    courses_dir = site.hub.courses_dir
+
+    # The home page lists a user's courses (a template var evaluated per user).
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
+    c.JupyterHub.template_vars = {"condorhub_courses": lambda user: courses_of(user, courses, courses_dir)}
+    if not courses:
+        return
+
+    c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *course_roles(courses)]
+    c.JupyterHub.extra_handlers = [
+        *c.JupyterHub.get("extra_handlers", []),
+        (PUBLISH_API_PATTERN, CoursePublishHandler, {"courses": courses, "courses_dir": courses_dir}),
+    ]
+    env_value = course_environment(courses, courses_dir)
+    for section in SPAWNER_SECTIONS:
+        environment = dict(c[section].get("environment", {}))
+        environment["CONDORHUB_COURSES"] = env_value
+        c[section].environment = environment
+
+    courses_dir.mkdir(parents=True, exist_ok=True)
+    courses_dir.chmod(0o755)
+    local = [course_source(courses_dir, course) for course in courses if "://" not in course_source(courses_dir, course)]
+    trust_course_repositories(local)
