@@ -64,6 +64,14 @@ def test_unknown_top_level_section_lists_the_allowed_ones():
         (lambda d: d["ldap"].pop("bind_dn_template"), "either `bind_dn_template` or `lookup`"),
         (lambda d: d["profiles"][0].update(roles=["student"]), "may start no profile"),
         (lambda d: d["ldap"].update(tls={"strategy": "sometimes"}), "`ldap.tls.strategy`"),
+        (
+            lambda d: d.update(courses=[{"slug": "c", "title": "C", "students_group": "s", "instructors_group": "i", "target": "../x"}]),
+            "`courses[0].target`: must be a relative path inside the home directory",
+        ),
+        (
+            lambda d: d.update(courses=[{"slug": "c", "title": "C", "students_group": "s", "instructors_group": "i"}] * 2),
+            "course slug(s) c used twice",
+        ),
     ],
 )
 def test_invalid_values_are_refused_with_the_reason(mutate, expected):
