@@ -93,35 +93,37 @@ class Encoder:
             for blk in layout.blocks
         }
 
-    def _normalized(self, name: str, values: np.ndarray) -> np.ndarray:
+    def _normalize_into(self, name: str, values: np.ndarray, out: np.ndarray) -> None:
         shift, scale = self.scalers[name]
-        out = np.subtract(values, np.float32(shift), dtype=np.float32)
+        np.subtract(values, np.float32(shift), out=out, dtype=np.float32, casting="unsafe")
         if scale != 1.0:
             out *= np.float32(scale)
-        return out
 
     def encode(self, arrays: dict) -> tuple[np.ndarray, np.ndarray]:
-        """(features (n, width) float32, mask (n, mask_width) bool) for a dict of branch arrays."""
+        """(features (n, width) float32, mask (n, mask_width) bool) for a dict of branch arrays.
+
+        Both are built feature-major, (width, n), and returned transposed (Fortran-ordered views): each
+        branch then writes contiguous memory (see :mod:`condorhub.data.pad`).
+        """
         blocks = self.layout.blocks
         n = len(arrays[blocks[0].branch.name])
-        x = np.empty((n, self.layout.width), dtype=np.float32)
-        mask = np.empty((n, self.layout.mask_width), dtype=bool)
+        xt = np.empty((self.layout.width, n), dtype=np.float32)
+        maskt = np.empty((self.layout.mask_width, n), dtype=bool)
         slots_cache: list[tuple[np.ndarray, int, Slots]] = []
         for blk in blocks:
             name = blk.branch.name
             if not blk.branch.jagged:
-                x[:, blk.start] = self._normalized(name, np.asarray(arrays[name]))
+                self._normalize_into(name, np.asarray(arrays[name]), xt[blk.start])
                 continue
             offsets, content = offsets_and_content(arrays[name])
             slots = self._slots(slots_cache, offsets, blk.length)
-            # pad in a contiguous scratch block, then one strided copy into the matrix: both stay cache-friendly
-            grid = np.full((n, blk.length), self.pad_value, dtype=np.float32)
-            values = self._normalized(name, content if slots.keep is None else content[slots.keep])
-            grid[slots.mask] = values
-            x[:, blk.start : blk.start + blk.length] = grid
-            mask[:, blk.mask_start : blk.mask_start + blk.length] = slots.mask
-        return x, mask
-
+            kept = content if slots.keep is None else content[slots.keep]
+            values = np.empty(len(kept), dtype=np.float32)
+            self._normalize_into(name, kept, values)
+            # padding is written after normalization: a padded slot is exactly pad_value
+            slots.fill(xt[blk.start : blk.start + blk.length], values, self.pad_value)
+            maskt[blk.mask_start : blk.mask_start + blk.length] = slots.mask
+        return xt.T, maskt.T
     @staticmethod
     def _slots(cache: list, offsets: np.ndarray, length: int) -> Slots:
         """Slots for these offsets, shared by the branches of one collection (same counter branch)."""

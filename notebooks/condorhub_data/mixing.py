@@ -49,11 +49,14 @@ def quotas(entries: list[int], labels: list[int], fractions: dict[int, float] | 
     return out
 
 
-def _bounds(quota: int, parts: int, clusters: np.ndarray | None) -> np.ndarray:
-    """K+1 boundaries splitting [0, quota) evenly, moved onto basket-cluster boundaries when that keeps every
-    part non-empty (a chunk boundary inside a basket means decompressing that basket twice)."""
+def _bounds(quota: int, parts: int, clusters: np.ndarray | None, alone: bool) -> np.ndarray:
+    """K+1 boundaries splitting [0, quota) evenly, moved onto basket-cluster boundaries (a chunk boundary
+    inside a basket means decompressing that basket twice) when that keeps every part non-empty and, if
+    other files share the chunks (``alone`` False), moves no boundary by more than 2.5% of a part, so the
+    label proportions of each chunk stay right."""
     bounds = np.rint(np.linspace(0, quota, parts + 1)).astype(np.int64)
-    if clusters is not None and len(clusters) > 2:
+    small = clusters is not None and len(clusters) > 2 and np.diff(clusters).max() * 20 <= quota / parts
+    if clusters is not None and len(clusters) > 2 and (alone or small):
         inner = clusters[(clusters > 0) & (clusters < quota)]
         if len(inner) >= parts - 1 and parts > 1:
             candidates = np.concatenate(([0], inner, [quota]))
@@ -88,7 +91,8 @@ def plan(
             continue
         offset = int(rng.integers(0, n - q + 1)) if shuffle and q < n else 0
         # clusters only line up with the parts when the file is read from its first entry
-        bounds = _bounds(q, parts, clusters[i] if offset == 0 else None) + offset
+        alone = sum(1 for other in quota if other) == 1
+        bounds = _bounds(q, parts, clusters[i] if offset == 0 else None, alone) + offset
         shift = int(rng.integers(parts)) if shuffle else 0
         for k in range(parts):
             part = (k + shift) % parts

@@ -1,10 +1,14 @@
 """Jagged lists → fixed-length rows with padding and a mask, on whole chunks at once (numpy, no loop over
 events).
 
-A jagged branch arrives as ``offsets`` (n+1 list boundaries) and ``content`` (all values back to back). In a
-padded (n, L) grid the values that survive (the first L of each list) occupy exactly the positions where
-``column < count`` — and in row-major order those positions appear in the same order as the values in
-``content``. So padding is one boolean-mask assignment, and the mask is that same boolean grid.
+A jagged branch arrives as ``offsets`` (n+1 list boundaries) and ``content`` (all values back to back).
+Value i of the content belongs to event ``row[i]`` at position ``position[i]`` in its list; the first
+``length`` positions survive. The padded block is stored *slot-major*, shape (length, n): slot j of every
+event is one contiguous row, so filling the padding and scattering the values are two sequential passes,
+and the caller's feature matrix, kept as (features, n) and handed out transposed, gets whole contiguous
+rows. (An (n, length) block inside an (n, features) matrix would be written with a stride of the full
+row width for every branch: measured 3-4x slower.)
+
 Branches of one collection (``Jet_pt``, ``Jet_eta``, ... all counted by ``nJet``) share their offsets, so
 :class:`Slots` is computed once per collection and chunk and reused for each of its branches.
 """
@@ -32,33 +36,36 @@ def offsets_and_content(array) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Slots:
-    """Where the values of lists with given offsets land in an (n, length) grid."""
+    """Where the values of lists with given offsets land in a slot-major (length, n) block."""
 
     length: int
-    mask: np.ndarray  # (n, length) bool: True where a real value sits, False where padding
+    mask: np.ndarray  # (length, n) bool: True where a real value sits, False where padding
+    index: np.ndarray  # flat position in the (length, n) block of every value that fits
     keep: np.ndarray | None  # bool per value: False for values beyond `length`; None when none are cut
 
     @classmethod
     def for_offsets(cls, offsets: np.ndarray, length: int) -> "Slots":
         counts = np.diff(offsets)
-        mask = np.arange(length) < counts[:, None]
+        n = len(counts)
+        mask = np.arange(length)[:, None] < counts[None, :]
+        row = np.repeat(np.arange(n), counts)
+        position = np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts)
         keep = None
-        if len(counts) and counts.max() > length:
-            # position of each value inside its list; those at >= length do not fit and are dropped
-            position = np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts)
+        if n and counts.max() > length:  # lists longer than the pad length lose their tail
             keep = position < length
-        return cls(length, mask, keep)
+            row, position = row[keep], position[keep]
+        return cls(length, mask, position * n + row, keep)
 
-
-def pad_into(out: np.ndarray, values: np.ndarray, slots: Slots, pad_value: float = 0.0) -> np.ndarray:
-    """Fill the (n, length) array ``out`` (may be a column block of a wider matrix) from ``values``."""
-    out[...] = pad_value
-    out[slots.mask] = values if slots.keep is None else values[slots.keep]
-    return out
+    def fill(self, block: np.ndarray, values: np.ndarray, pad_value: float = 0.0) -> np.ndarray:
+        """Write ``values`` (the kept ones, in content order) into the contiguous (length, n) ``block``."""
+        block.fill(pad_value)
+        block.reshape(-1)[self.index] = values
+        return block
 
 
 def pad(values: np.ndarray, offsets: np.ndarray, length: int, pad_value: float = 0.0, dtype=np.float32):
-    """(padded (n, length) array, mask) for one jagged branch; see the module docstring."""
+    """(padded (n, length) array, (n, length) mask) for one jagged branch given as offsets and values."""
     slots = Slots.for_offsets(offsets, length)
-    out = np.empty((len(offsets) - 1, length), dtype=dtype)
-    return pad_into(out, values, slots, pad_value), slots.mask
+    kept = values if slots.keep is None else values[slots.keep]
+    block = slots.fill(np.empty((length, len(offsets) - 1), dtype=dtype), kept, pad_value)
+    return block.T, slots.mask.T

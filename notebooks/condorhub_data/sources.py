@@ -8,8 +8,10 @@ the middle (a bad basket) fails with the same :class:`CorruptFileError` as one t
 from __future__ import annotations
 
 import os
+import socket
 import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import uproot
 
@@ -27,6 +29,12 @@ REMOTE_SCHEMES = ("root://", "xroot://")
 _DECODE_ERRORS = (ValueError, zlib.error, EOFError, IndexError, AssertionError, OverflowError)
 
 
+def _why(exc: BaseException) -> str:
+    """The first line of an exception (uproot appends "in file ..." lines: the file is named already)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def is_remote(path: str | os.PathLike) -> bool:
     return str(path).startswith(REMOTE_SCHEMES)
 
@@ -37,8 +45,25 @@ def _check_remote_client() -> None:
         import XRootD  # noqa: F401
     except ImportError as exc:
         raise RemoteAccessError(
-            f"reading root:// URLs needs the XRootD client ({exc}); install it with "
+            f"reading root:// URLs needs the XRootD client ({_why(exc)}); install it with "
             "pip install 'condorhub[data]' (fsspec-xrootd and the xrootd wheel)"
+        ) from None
+
+
+def _check_reachable(url: str, timeout: float) -> None:
+    """Fail at once when nothing listens at the URL's host:port: the XRootD client itself would retry for
+    many seconds before giving up with a less helpful message."""
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 1094
+    if not host:
+        raise RemoteAccessError(f"{url}: no host in the URL; write root://host[:port]//path/to/file.root")
+    try:
+        with socket.create_connection((host, port), timeout=min(timeout, 10)):
+            pass
+    except OSError as exc:
+        raise RemoteAccessError(
+            f"{url}: cannot read from the XRootD server: cannot connect to {host}:{port} ({exc.strerror or exc}); "
+            "is the server up and the host:port right?"
         ) from None
 
 
@@ -56,25 +81,31 @@ def open_file(path: str | os.PathLike, timeout: float = 30):
     name = str(path)
     if is_remote(name):
         _check_remote_client()
+        _check_reachable(name, timeout)
         try:
             return uproot.open(name, timeout=timeout)
         except FileNotFoundError:
             raise MissingFileError(f"{name}: no such file on the XRootD server; check the path after the host") from None
         except PermissionError as exc:
-            raise RemoteAccessError(f"{name}: the XRootD server refused access ({exc}); check your credentials") from None
+            raise RemoteAccessError(f"{name}: the XRootD server refused access ({_why(exc)}); check your credentials") from None
         except (OSError, TimeoutError) as exc:
+            # fsspec-xrootd raises OSError carrying the XRootD status: 3011 kXR_NotFound, 3010 kXR_NotAuthorized
+            if "[3011]" in str(exc):
+                raise MissingFileError(f"{name}: no such file on the XRootD server; check the path after the host") from None
+            if "[3010]" in str(exc):
+                raise RemoteAccessError(f"{name}: the XRootD server refused access ({_why(exc)}); check your credentials") from None
             raise RemoteAccessError(
-                f"{name}: cannot read from the XRootD server ({exc}); is the server up and the host:port right?"
+                f"{name}: cannot read from the XRootD server ({_why(exc)}); is the server up and the host:port right?"
             ) from None
         except _DECODE_ERRORS as exc:
-            raise CorruptFileError(f"{name} is not a readable ROOT file ({exc}); copy it again from its source") from None
+            raise CorruptFileError(f"{name} is not a readable ROOT file ({_why(exc)}); copy it again from its source") from None
     local = Path(name)
     _check_local(local)
     try:
         return uproot.open(local)
     except _DECODE_ERRORS + (OSError,) as exc:
         raise CorruptFileError(
-            f"{local} is not a readable ROOT file (truncated or corrupt: {exc}); copy or write it again"
+            f"{local} is not a readable ROOT file (truncated or corrupt: {_why(exc)}); copy or write it again"
         ) from None
 
 
@@ -88,7 +119,7 @@ def open_tree(path: str | os.PathLike, tree: str, timeout: float = 30):
         hint = f"it has {', '.join(repr(t) for t in trees)}: pass tree={trees[0]!r}" if trees else "it holds no tree at all"
         raise MissingTreeError(f"{path} has no tree {tree!r}; {hint}") from None
     except _DECODE_ERRORS + (OSError,) as exc:
-        raise CorruptFileError(f"{path}: the tree {tree!r} cannot be read (corrupt file: {exc}); write it again") from None
+        raise CorruptFileError(f"{path}: the tree {tree!r} cannot be read (corrupt file: {_why(exc)}); write it again") from None
     if not isinstance(obj, uproot.behaviors.TTree.TTree):
         raise MissingTreeError(f"{path}: {tree!r} is a {type(obj).__name__}, not a TTree; name the tree to read")
     if obj.num_entries == 0:
@@ -100,9 +131,20 @@ def read_arrays(tree, names: list[str], start: int, stop: int) -> dict:
     """Entries [start, stop) of the branches ``names`` as a dict of awkward arrays."""
     try:
         return tree.arrays(names, entry_start=start, entry_stop=stop, library="ak", how=dict)
-    except _DECODE_ERRORS + (OSError, uproot.deserialization.DeserializationError) as exc:
+    except OSError as exc:
+        where = tree.file.file_path
+        if is_remote(where):  # the network, not the file
+            raise RemoteAccessError(
+                f"{where}: reading entries {start}-{stop} from the XRootD server failed ({_why(exc)}); "
+                "is the server still up? Try again"
+            ) from None
+        raise CorruptFileError(
+            f"{where}: entries {start}-{stop} of tree {tree.name!r} cannot be read (truncated or corrupt file: "
+            f"{_why(exc)}); copy or write the file again"
+        ) from None
+    except _DECODE_ERRORS + (uproot.deserialization.DeserializationError,) as exc:
         where = tree.file.file_path
         raise CorruptFileError(
             f"{where}: entries {start}-{stop} of tree {tree.name!r} cannot be read (corrupt or truncated file: "
-            f"{type(exc).__name__}: {exc}); copy or write the file again"
+            f"{type(exc).__name__}: {_why(exc)}); copy or write the file again"
         ) from None
