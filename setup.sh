@@ -102,6 +102,9 @@ case "${1:-}" in
         install_python "[test]"
         install_proxy
         install_browser
+        # condorhub.data's remote-read tests start a real XRootD server on loopback (it runs as the
+        # package's xrootd user; the package's systemd units are templates and start nothing)
+        apt_install xrootd-server
         step "running every test"
         cd "$REPO"
         start=$(date +%s)
