@@ -40,6 +40,13 @@ class TensorBoardProxyBase(ExtensionHandlerMixin, JupyterHandler):
     # Seeing TensorBoard runs code of the user's (the same permission as kernels).
     auth_resource = "kernels"
 
+    @property
+    def content_security_policy(self) -> str:
+        # The Lab shows TensorBoard in an iframe, so same-origin framing must be allowed here even where
+        # the server's default policy forbids all framing (frame-ancestors 'none'); other sites still may not.
+        # TensorBoard's own policy (script and data sources) is passed through as a second header.
+        return "frame-ancestors 'self'"
+
     def check_xsrf_cookie(self):
         """TensorBoard's own scripts (fetch GET/POST) cannot send Jupyter's XSRF token; accept a request
         only when the browser says it comes from this same origin (Sec-Fetch-Site, else Origin/Referer).

@@ -27,7 +27,7 @@ export class TensorBoardPanel extends Widget {
     startButton.textContent = 'Start…';
     startButton.addEventListener('click', () => this.start());
     header.appendChild(startButton);
-    this.status.className = 'jp-condorhub-message';
+    this.status.className = 'jp-condorhub-tb-status';
     this.node.append(header, this.status, this.list);
   }
 

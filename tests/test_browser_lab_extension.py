@@ -1,0 +1,217 @@
+"""In a real browser, through JupyterHub: bob's Lab has the parameter-scan browser and the TensorBoard
+manager (screenshots in test-artifacts/).
+
+The Lab is the hub's login-node server, running as bob's LDAP uid from the same environment as the
+tests, so this also checks the packaging: the prebuilt labextension and the server extension are
+picked up from the installed data files, and every URL works under the /user/bob/ prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from browser import chromium_page, screenshot
+from conftest import scratch_dir
+from hub_harness import Hub, demo_site
+
+from condorhub.demo.directory import DEMO_USERS
+from condorhub.lab.scan.sample import make_scan
+from condorhub.lab.tensorboard.sample import write_scalars
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.ldap]
+
+BOB = next(u for u in DEMO_USERS if u.uid == "bob")
+
+
+@pytest.fixture(scope="module")
+def hub(slapd):
+    work = scratch_dir("condorhub-browser-lab-")
+    hub = Hub(work, demo_site(slapd.uri, slapd.suffix, work / "state")).start()
+    yield hub
+    hub.stop()
+    hub.kill_servers()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def bob_home(ldap_home_base):
+    home = Path(BOB.home_under(str(ldap_home_base)))
+    home.mkdir(mode=0o700, exist_ok=True)
+    os.chown(home, BOB.uid_number, BOB.gid_number)
+    return home
+
+
+def give_to_bob(path: Path) -> None:
+    for root, dirs, files in os.walk(path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.chown(name, BOB.uid_number, BOB.gid_number)
+
+
+def login(page, hub) -> None:
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("input[name=username]", "bob")
+    page.fill("input[name=password]", "bob-pw")
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url(f"{hub.url}/user/bob/lab**", timeout=90_000)
+    page.wait_for_selector(".jp-Launcher, .jp-LauncherCard", timeout=90_000)
+
+
+def context_menu(page, folder: str, item: str) -> None:
+    """Right-click ``folder`` in the file browser and pick ``item``."""
+    entry = page.locator(".jp-DirListing-item", has=page.locator(".jp-DirListing-itemText", has_text=folder))
+    entry.wait_for(timeout=30_000)
+    entry.click(button="right")
+    page.locator(".lm-Menu-item", has_text=item).click()
+
+
+#: The scan browser in the visible tab (a second one may be open behind it).
+SCAN = ".jp-condorhub-scan:visible"
+
+
+def headers(page, cls: str) -> list[str]:
+    return [t.strip() for t in page.locator(f"{SCAN} .jp-condorhub-grid-table th.{cls}").all_inner_texts()]
+
+
+def images_loaded(page) -> list[bool]:
+    return page.locator(f"{SCAN} .jp-condorhub-grid-table img").evaluate_all(
+        "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)"
+    )
+
+
+def message(page) -> str:
+    return page.locator(f"{SCAN} .jp-condorhub-message").inner_text()
+
+
+def wait_images(page, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        loaded = images_loaded(page)
+        if len(loaded) == count and all(loaded):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"images in the grid: {images_loaded(page)} (wanted {count} loaded)")
+
+
+def tensorboard_children() -> dict[int, str]:
+    """pid → command line of the TensorBoard processes condorhub started (any user)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "condorhub.lab.tensorboard.child" in cmd:
+                found[int(entry.name)] = cmd
+    return found
+
+
+def test_scan_browser_shows_the_grid_swaps_axes_and_opens_files(hub, bob_home):
+    folder = f"scan-{uuid.uuid4().hex[:6]}"
+    make_scan(bob_home / folder)
+    give_to_bob(bob_home / folder)
+    with chromium_page() as page:
+        login(page, hub)
+        context_menu(page, folder, "Browse as parameter scan")
+        # Opened with the suggested pattern: lr on rows, layers on columns, seed fixed to its first value.
+        page.wait_for_selector(f"{SCAN} .jp-condorhub-grid-table", timeout=30_000)
+        pattern = page.input_value(f"{SCAN} .jp-condorhub-pattern")
+        assert pattern == r"lr_(?P<lr>[^/]+)/layers_(?P<layers>[^/]+)/seed_(?P<seed>[^/]+)/roc\.png"
+        assert "24 of 72 files match; 12 in the grid" in message(page)
+        assert headers(page, "jp-condorhub-rowhead") == ["lr=1e-4", "lr=0.001", "lr=0.01", "lr=0.1"]
+        assert headers(page, "jp-condorhub-colhead") == ["layers=2", "layers=3", "layers=10"]
+        wait_images(page, 12)  # real PNGs from /user/bob/files/..., loaded through the hub
+        screenshot(page, "scan-browser-grid")
+
+        page.click(f"{SCAN} .jp-condorhub-swap")
+        assert headers(page, "jp-condorhub-rowhead") == ["layers=2", "layers=3", "layers=10"]
+        assert headers(page, "jp-condorhub-colhead") == ["lr=1e-4", "lr=0.001", "lr=0.01", "lr=0.1"]
+        wait_images(page, 12)
+
+        # seed onto the columns too: 4 lr × 2 seeds columns, every file in the grid.
+        page.select_option(f"{SCAN} .jp-condorhub-axis[data-axis=seed] select", "col")
+        assert len(headers(page, "jp-condorhub-colhead")) == 8
+        wait_images(page, 24)
+        screenshot(page, "scan-browser-swapped")
+
+        # Other kinds of files: JSON shown as text in the cells.
+        page.fill(f"{SCAN} .jp-condorhub-pattern", r"lr_(?P<lr>[^/]+)/layers_(?P<layers>[^/]+)/seed_1/metrics\.json")
+        page.press(f"{SCAN} .jp-condorhub-pattern", "Enter")
+        page.wait_for_selector(f"{SCAN} .jp-condorhub-kind-json pre", timeout=30_000)
+        assert '"auc"' in page.locator(f"{SCAN} .jp-condorhub-kind-json pre").first.inner_text()
+        screenshot(page, "scan-browser-json")
+
+        # A broken pattern: the server's 400 message, in the page.
+        page.fill(f"{SCAN} .jp-condorhub-pattern", r"lr_(?P<lr>[^/]+")
+        page.press(f"{SCAN} .jp-condorhub-pattern", "Enter")
+        page.wait_for_selector(f"{SCAN} .jp-condorhub-message.jp-condorhub-error", timeout=10_000)
+        assert "missing )" in message(page)
+
+        # Save a pattern; the next time the folder opens with it.
+        page.fill(f"{SCAN} .jp-condorhub-pattern", r"lr_(?P<lr>[^/]+)/layers_(?P<layers>10)/seed_(?P<seed>[^/]+)/roc\.png")
+        page.press(f"{SCAN} .jp-condorhub-pattern", "Enter")
+        wait_images(page, 4)
+        page.click(f"{SCAN} .jp-condorhub-save")
+        page.fill(".jp-Dialog input", "deep nets")
+        page.click(".jp-Dialog .jp-mod-accept")
+        page.wait_for_selector(f"{SCAN} .jp-condorhub-message:has-text('saved as')", timeout=10_000)
+        context_menu(page, folder, "Browse as parameter scan")
+        page.wait_for_selector(f"{SCAN} .jp-condorhub-message:has-text('8 of 72 files match')", timeout=30_000)
+        assert "(?P<layers>10)" in page.input_value(f"{SCAN} .jp-condorhub-pattern")
+
+        # A click on a cell opens the file in a Lab tab.
+        page.locator(f"{SCAN} .jp-condorhub-kind-image").first.click()
+        page.wait_for_selector(".lm-TabBar-tab:has-text('roc.png')", timeout=30_000)
+        screenshot(page, "scan-browser-opened-file")
+
+
+def test_tensorboard_starts_from_the_file_browser_shows_its_ui_and_stops(hub, bob_home):
+    logs = f"logs-{uuid.uuid4().hex[:6]}"
+    write_scalars(bob_home / logs)
+    give_to_bob(bob_home / logs)
+    before = set(tensorboard_children())
+    with chromium_page() as page:
+        login(page, hub)
+        started = time.monotonic()
+        context_menu(page, logs, "Start TensorBoard here")
+        tab = page.locator(".jp-condorhub-tensorboard")
+        tab.wait_for(timeout=30_000)
+        src = page.get_attribute(".jp-condorhub-tensorboard iframe", "src")
+        assert src.startswith(f"{hub.url}/user/bob/condorhub/tensorboard/") and src.endswith("/")
+        # TensorBoard's own UI, in the tab: the scalar tags of the generated runs.
+        frame = page.frame_locator(".jp-condorhub-tensorboard iframe")
+        try:
+            frame.locator("text=accuracy").first.wait_for(timeout=90_000)
+        except Exception:
+            screenshot(page, "tensorboard-tab-failed")
+            body = page.frame_locator(".jp-condorhub-tensorboard iframe").locator("body").inner_text(timeout=5_000)
+            raise AssertionError(f"TensorBoard's UI did not show the runs; the tab shows: {body[:2000]!r}\n{hub.log_tail()}")
+        frame.locator("text=loss").first.wait_for(timeout=30_000)
+        ui_after = time.monotonic() - started
+        print(f"TensorBoard UI visible {ui_after:.1f} s after the click")
+        time.sleep(1)  # let the charts draw for the screenshot
+        screenshot(page, "tensorboard-tab")
+
+        mine = {pid: cmd for pid, cmd in tensorboard_children().items() if pid not in before and logs in cmd}
+        assert len(mine) == 1, mine
+        (pid,) = mine
+        assert os.stat(f"/proc/{pid}").st_uid == BOB.uid_number  # runs as bob, not as root
+
+        # Listed in the sidebar.
+        page.click(".jp-SideBar .lm-TabBar-tab[data-id=condorhub-tensorboards]")
+        page.wait_for_selector(f".jp-condorhub-tb-item:has-text('{logs}')", timeout=15_000)
+        screenshot(page, "tensorboard-sidebar")
+
+        # Lab 4 toolbar buttons are <jp-button> elements: find it by its label.
+        tab.locator(".jp-Toolbar").get_by_text("Stop", exact=True).click()
+        tab.wait_for(state="detached", timeout=15_000)
+        deadline = time.monotonic() + 10
+        while pid in tensorboard_children() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid not in tensorboard_children(), "TensorBoard still runs after Stop"
+        page.wait_for_selector(f".jp-condorhub-tb-item:has-text('{logs}')", state="detached", timeout=15_000)
