@@ -1,0 +1,1 @@
+"""Deployment helpers: the TOSCA templates of tosca/ as an Ansible inventory or an IM bundle (:mod:`.tosca`)."""
