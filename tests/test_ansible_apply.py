@@ -1,0 +1,371 @@
+"""The Ansible roles applied for real: ``ansible-playbook site.yml`` with the all-in-one inventory into a
+fresh Debian 13 root (debootstrap, see ansible_fixtures.py), through the ``community.general.chroot``
+connection. Nothing is mocked: apt installs slapd, nslcd, HTCondor and Debian's configurable-http-proxy,
+pip builds the hub's and the worker's environments from a wheel of this checkout.
+
+The root has no systemd, so the inventory's settings are applied with ``condorhub_service_manager: none``;
+the test then starts the daemons from the start scripts the roles rendered (/etc/condorhub/services.d), in
+their order, and checks what an operator would: alice (from the OpenLDAP the playbook set up) logs in
+over HTTPS and gets a JupyterLab running as an HTCondor job on the pool the playbook configured, as her
+own uid; a second run changes nothing; a bad setting stops the run before any task changed anything.
+
+Ports: everything on free loopback ports, HTCondor's shared port included (the condor tests' pool uses
+9618), so this test runs beside the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from ansible_fixtures import ANSIBLE_DIR, CACHE_DIR, REPO, free_port, target_root
+from hub_harness import HubClient
+
+from condorhub.demo import worker_root as wr
+from condorhub.demo.directory import DEMO_GID_NUMBER, DEMO_POSIX_GROUP, DEMO_USERS, GROUP_ROLES
+
+pytestmark = [pytest.mark.ansible]
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)", re.M)
+#: The host's CA bundle, copied into the root for pip (a site may intercept TLS with its own CA).
+ROOT_CA = "/root/.condorhub-host-ca.crt"
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+    seconds: float
+    log: Path
+
+    @property
+    def recap(self) -> dict[str, int]:
+        match = None
+        for match in RECAP.finditer(self.output):
+            pass
+        assert match, f"no PLAY RECAP in the output of ansible-playbook:\n{self.output[-3000:]}"
+        return {k: int(v) for k, v in match.groupdict().items() if k != "host"}
+
+    def changed_tasks(self) -> list[str]:
+        """Names of the tasks that reported "changed" (for a readable failure message)."""
+        names, task = [], None
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                task = line[6:].split("]")[0]
+            elif line.startswith("changed:") and task:
+                names.append(task)
+        return names
+
+
+def run_playbook(workdir: Path, vars_file: Path, *extra: str, timeout: float = 2400) -> PlaybookRun:
+    """ansible-playbook site.yml with the all-in-one inventory and the test's extra vars.
+
+    The environment is a clean one: the chroot connection passes ansible-playbook's environment on to the
+    commands in the root, and the host's (pip settings, CONDOR_CONFIG of another test) do not belong there.
+    """
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(workdir),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
+        "ANSIBLE_HOME": str(workdir / ".ansible"),
+        "ANSIBLE_LOCAL_TEMP": str(workdir / ".ansible" / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = workdir / f"ansible-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}.log"
+    cmd = [str(ANSIBLE_PLAYBOOK), "-i", "inventories/all-in-one", "site.yml", "-e", f"@{vars_file}", *extra]
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.run(["nice", "-n", "10", *cmd], cwd=ANSIBLE_DIR, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
+    return PlaybookRun(proc.returncode, log.read_text(errors="replace"), time.monotonic() - t0, log)
+
+
+def build_wheel(dest: Path) -> Path:
+    """condorhub's wheel from this checkout (what ops build for a release: pip wheel --no-deps)."""
+    with tempfile.TemporaryDirectory(prefix="condorhub-wheel-") as tmp:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(REPO)],
+            capture_output=True, text=True, timeout=600,
+            env={**os.environ, "TMPDIR": tmp, "PIP_CACHE_DIR": str(CACHE_DIR / "pip")})
+    assert proc.returncode == 0, f"pip wheel of the checkout failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+    wheels = sorted(dest.glob("condorhub-*.whl"))
+    assert wheels, f"pip wheel left no condorhub wheel in {dest}"
+    return wheels[-1]
+
+
+def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
+    """What the test sets on top of the all-in-one inventory: the chroot connection, no init system,
+    loopback ports of its own, the demo users in the directory, simulated GPUs, no TensorFlow."""
+    base = "dc=condorhub,dc=local"
+    groups: dict[str, list[str]] = {}
+    for user in DEMO_USERS:
+        groups.setdefault(user.group, []).append(user.uid)
+    return {
+        "ansible_connection": "community.general.chroot",
+        "ansible_host": str(root),
+        # The chroot connection is root already; the root has no sudo.
+        "ansible_become": False,
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "condorhub_service_manager": "none",
+        "condorhub_wheel": str(wheel),
+        "condorhub_pip_environment": {"PIP_CACHE_DIR": str(CACHE_DIR / "pip"), "PIP_CERT": ROOT_CA,
+                                      "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180"},
+        "condorhub_ldap_base": base,
+        "condorhub_ldap_uri": f"ldap://127.0.0.1:{ports['ldap']}",
+        "condorhub_ldap_admin_password": secrets.token_urlsafe(16),
+        "condorhub_ldap_readonly_password": secrets.token_urlsafe(16),
+        "openldap_server_port": ports["ldap"],
+        "openldap_server_users": [
+            {"uid": u.uid, "uid_number": u.uid_number, "gid_number": u.gid_number, "name": u.display_name,
+             "home": f"/home/{u.uid}", "password": u.password} for u in DEMO_USERS],
+        "openldap_server_groups": [{"name": DEMO_POSIX_GROUP, "gid_number": DEMO_GID_NUMBER, "members": []}]
+        + [{"name": name, "gid_number": 10100 + i, "members": members}
+           for i, (name, members) in enumerate(sorted(groups.items()))],
+        "condorhub_role_groups": dict(GROUP_ROLES),
+        "condorhub_condor_signing_key": secrets.token_urlsafe(32),
+        "htcondor_port": ports["condor"],
+        # No GPUs here: condor_gpu_discovery simulates two (what the condor tests' pool does too).
+        "htcondor_gpu_discovery_extra": "-simulate:0,2",
+        "htcondor_num_cpus": 4,
+        "htcondor_extra_config": {
+            "ENABLE_IPV6": "False",
+            # a chroot on a shared machine: never retune the host's kernel; no mount/pid namespaces here
+            "ENABLE_KERNEL_TUNING": "False",
+            "MOUNT_UNDER_SCRATCH": "",
+            "USE_PID_NAMESPACES": "False",
+            # quick turnaround for a test
+            "NEGOTIATOR_INTERVAL": "2",
+            "NEGOTIATOR_MIN_INTERVAL": "1",
+            "NEGOTIATOR_CYCLE_DELAY": "1",
+            "SCHEDD_INTERVAL": "5",
+            "UPDATE_INTERVAL": "5",
+            "JOB_START_DELAY": "0",
+        },
+        # The course stack (TensorFlow: ~600 MB) is the inventory's business; the test needs condorhub only.
+        "worker_env_packages": [],
+        "jupyterhub_public_url": f"https://127.0.0.1:{ports['public']}",
+        "jupyterhub_hub_bind_url": f"http://127.0.0.1:{ports['hub']}",
+        "jupyterhub_proxy_api_url": f"http://127.0.0.1:{ports['proxy_api']}",
+        "jupyterhub_profiles": [
+            {"slug": "login-node", "kind": "login_node", "display_name": "Login node",
+             "roles": ["student", "researcher", "instructor", "guest", "admin"]},
+            {"slug": "gpu-1", "kind": "condor", "display_name": "1 GPU",
+             "roles": ["student", "researcher", "instructor", "admin"],
+             "cpus": 1, "memory": "1G", "runtime": "1h", "gpus": 1},
+        ],
+        "jupyterhub_site_extra": {
+            "hub": {"start_timeout": 180},
+            "htcondor": {"poll_interval": 1, "queue_timeout": "5m", "startup_timeout": "3m"},
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------- services
+
+
+@dataclass
+class Service:
+    script: Path  # inside the root
+    ready: str
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+
+
+def rendered_services(root: Path) -> list[Service]:
+    services = []
+    for script in sorted((root / "etc/condorhub/services.d").iterdir()):
+        text = script.read_text()
+        ready = re.search(r"^# condorhub-ready: (\S+)$", text, re.M)
+        assert ready, f"{script} says not how to tell that it is up"
+        services.append(Service(Path("/") / script.relative_to(root), ready.group(1)))
+    return services
+
+
+def _ready(root: Path, ready: str) -> bool:
+    kind, _, what = ready.partition(":")
+    if kind == "file":
+        return (root / what.lstrip("/")).exists()
+    host, _, port = what.rpartition(":")
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, int(port))) == 0
+
+
+def start_services(root: Path, workdir: Path) -> list[Service]:
+    """Start every rendered service in order, each once the one before is up."""
+    services = rendered_services(root)
+    for svc in services:
+        svc.log = workdir / f"{svc.script.name}.log"
+        with open(svc.log, "w") as out:
+            svc.proc = subprocess.Popen(["chroot", str(root), str(svc.script)], env=wr.chroot_env(),
+                                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + 90
+        while not _ready(root, svc.ready):
+            if svc.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{svc.script} did not come up ({svc.ready}); exit {svc.proc.poll()}:\n"
+                                     f"{svc.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.3)
+    return services
+
+
+def in_root(root: Path, *cmd: str, user: str | None = None, timeout: float = 60, check: bool = True):
+    argv = list(cmd) if user is None else ["/usr/sbin/runuser", "-u", user, "--", *cmd]
+    proc = subprocess.run(["chroot", str(root), *argv], env=wr.chroot_env(), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    if check:
+        assert proc.returncode == 0, f"in the root: {' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+    return proc
+
+
+def wait_for_pool(root: Path, gpus: int = 2, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        slots = in_root(root, "condor_status", "-af", "Name", "TotalSlotGPUs", check=False, timeout=20)
+        total = sum(int(f[1]) for f in (line.split() for line in slots.stdout.splitlines())
+                    if len(f) >= 2 and f[1].isdigit())
+        schedd = in_root(root, "condor_q", "-totals", check=False, timeout=20)
+        if total >= gpus and schedd.returncode == 0:
+            return slots.stdout
+        if time.monotonic() > deadline:
+            log = root / "var/log/condor"
+            tails = "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
+                              for p in sorted(log.glob("*Log")) if p.is_file())
+            raise AssertionError(f"the pool the playbook configured did not come up with {gpus} GPUs:\n"
+                                 f"{slots.stdout}{slots.stderr}\n{schedd.stderr}\n{tails}")
+        time.sleep(1)
+
+
+# ------------------------------------------------------------------------------------- fixture
+
+
+@pytest.fixture(scope="module")
+def deployment(ansible_base_root):
+    """The all-in-one deployment in a fresh root: bad-setting check, first apply, daemons started."""
+    ports = {name: free_port() for name in ("ldap", "condor", "public", "hub", "proxy_api")}
+    with target_root() as target:
+        root, workdir = target.path, target.workdir
+        shutil.copy(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt", root / ROOT_CA.lstrip("/"))
+        wheel = build_wheel(workdir / "dist")
+        vars_file = workdir / "test-vars.json"
+        vars_file.write_text(json.dumps(deployment_vars(root, wheel, ports), indent=2))
+        info = {"root": root, "workdir": workdir, "vars_file": vars_file, "ports": ports, "target": target}
+
+        # A typo in a choice must stop everything before the first change (argument_specs, first play).
+        info["bad"] = run_playbook(workdir, vars_file, "-e", "htcondor_security=kerberos", timeout=300)
+        info["bad_left_condor"] = (root / "etc/condor").exists()
+
+        first = run_playbook(workdir, vars_file)
+        info["first"] = first
+        print(f"\nansible: first apply {first.seconds:.0f}s, recap {first.recap} (log {first.log})")
+        assert first.rc == 0 and first.recap["failed"] == 0, (
+            f"the first ansible-playbook run failed (rc {first.rc}):\n{first.output[-6000:]}")
+        # Homes exist before people log in (on a cluster: the NFS server's; pam_mkhomedir or an admin).
+        for user in DEMO_USERS:
+            home = root / "home" / user.uid
+            home.mkdir(mode=0o755, exist_ok=True)
+            os.chown(home, user.uid_number, user.gid_number)
+        info["services"] = start_services(root, workdir)
+        info["slots"] = wait_for_pool(root)
+        yield info
+
+
+# ------------------------------------------------------------------------------------- tests
+
+
+def test_bad_setting_stops_the_run_before_any_change(deployment):
+    bad: PlaybookRun = deployment["bad"]
+    assert bad.rc != 0, "ansible-playbook accepted htcondor_security=kerberos"
+    assert "htcondor_security" in bad.output and "kerberos" in bad.output, bad.output[-3000:]
+    assert bad.recap["changed"] == 0, f"tasks changed something before the check failed: {bad.changed_tasks()}"
+    assert not deployment["bad_left_condor"], "HTCondor was installed although the settings were refused"
+
+
+def test_first_apply_renders_every_service(deployment):
+    root = deployment["root"]
+    names = [svc.script.name for svc in deployment["services"]]
+    assert names == ["10-slapd", "20-nslcd", "30-condor", "40-condorhub-hub"]
+    # The hub's start script runs exactly what the systemd unit would (one source for both).
+    unit = (root / "etc/systemd/system/condorhub-hub.service").read_text()
+    exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1)
+    script = (root / "etc/condorhub/services.d/40-condorhub-hub").read_text()
+    assert f"exec {exec_start}" in script
+    # The site file the hub runs with passed condorhub's own check, and names what the inventory said.
+    check = in_root(root, "/opt/condorhub/venv/bin/condorhub", "config", "check", "--site", "/etc/condorhub/site.yaml")
+    assert "site file is valid" in check.stdout
+    site = (root / "etc/condorhub/site.yaml").read_text()
+    assert f"https://127.0.0.1:{deployment['ports']['public']}" in site
+    assert "token_file: /etc/condorhub/hub.token" in site
+    # Secrets: the hub's token is root's alone, the LDAP bind password readable by nslcd only.
+    assert oct((root / "etc/condorhub/hub.token").stat().st_mode & 0o777) == "0o600"
+    assert oct((root / "etc/nslcd.conf").stat().st_mode & 0o777) == "0o640"
+
+
+def test_ldap_users_are_unix_users(deployment):
+    root = deployment["root"]
+    alice = next(u for u in DEMO_USERS if u.uid == "alice")
+    entry = in_root(root, "getent", "passwd", "alice").stdout.strip()
+    assert entry.split(":")[2] == str(alice.uid_number), entry
+    groups = in_root(root, "id", "-Gn", "alice").stdout.split()
+    assert "students" in groups
+
+
+def test_impersonation_reaches_real_users_only(deployment):
+    root = deployment["root"]
+    regex = in_root(root, "condor_config_val", "QUEUE_SUPER_USER_MAY_IMPERSONATE").stdout.strip()
+    pattern = re.compile(regex)
+    assert pattern.match("alice")
+    for local in ("root", "condor", "condorhub", "nslcd", "openldap", "daemon", "nobody"):
+        assert not pattern.match(local), f"the hub may impersonate {local}: {regex}"
+    assert "condorhub@condorhub.local" in in_root(root, "condor_config_val", "QUEUE_SUPER_USERS").stdout
+    groups = in_root(root, "condor_config_val", "GROUP_NAMES").stdout
+    assert "group_students" in groups
+
+
+def test_alice_logs_in_over_https_and_gets_a_gpu_server_on_the_pool(deployment):
+    root = deployment["root"]
+    url = f"https://127.0.0.1:{deployment['ports']['public']}"
+    client = HubClient(url)
+    # The self-signed certificate the playbook made is what the client trusts, nothing else.
+    client.http.verify = str(root / "etc/condorhub/tls/condorhub.crt")
+    alice = next(u for u in DEMO_USERS if u.uid == "alice")
+    page = client.login("alice", alice.password, follow=False)
+    assert client.logged_in_as() == "alice", f"login failed: {page.status_code} {page.text[:500]}"
+    client.spawn_form({"profile": "gpu-1"})
+    status = client.wait_for_server("alice", timeout=240)
+    assert status.get("started"), status
+    # The server is an HTCondor job of alice's on the pool the playbook configured, with one GPU.
+    jobs = in_root(root, "condor_q", "-allusers", "-af", "Owner", "JobStatus", "RequestGpus", "AssignedGPUs").stdout
+    assert re.search(r"^alice 2 1 \S+", jobs, re.M), f"no running 1-GPU job of alice's:\n{jobs}"
+    # ... and runs as her uid.
+    ps = subprocess.run(["ps", "-eo", "uid,args"], capture_output=True, text=True).stdout
+    assert any(line.split()[0] == str(alice.uid_number) and "jupyterhub-singleuser" in line
+               for line in ps.splitlines() if line.strip()), "no singleuser server running as alice"
+    stop = client.api("DELETE", "/users/alice/server")
+    assert stop.status_code in (202, 204), stop.text
+
+
+def test_second_run_changes_nothing(deployment):
+    """Idempotence on the running system: the second apply reports changed=0."""
+    second = run_playbook(deployment["workdir"], deployment["vars_file"])
+    print(f"\nansible: second apply {second.seconds:.0f}s, recap {second.recap}")
+    assert second.rc == 0, second.output[-4000:]
+    assert second.recap["changed"] == 0, f"changed on the second run: {second.changed_tasks()}"
