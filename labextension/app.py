@@ -14,7 +14,7 @@ from pathlib import Path
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from jupyter_server.utils import url_path_join
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Int, Unicode, default
+from traitlets import Bool, Float, Int, Unicode, default
 
 from .scan.handlers import handlers as scan_handlers
 from .scan.store import PatternStore
@@ -45,6 +45,12 @@ class CondorhubLab(ExtensionApp):
         help="Seconds TensorBoard may take to answer after its start (its import alone takes seconds on a "
         "busy login node); requests to its tab wait this long instead of failing.",
     )
+    tensorboard_use_tensorflow = Bool(
+        False,
+        config=True,
+        help="Let TensorBoard import TensorFlow where it is installed: needed only for remote log folders "
+        "(gs://, s3://) and a few plugins, and costs seconds of start-up and hundreds of MB per instance.",
+    )
     patterns_file = Unicode(config=True, help="JSON file of the scan patterns the user saved, per folder.")
 
     @default("patterns_file")
@@ -60,6 +66,7 @@ class CondorhubLab(ExtensionApp):
             max_instances=self.tensorboard_max_instances,
             startup_timeout=self.tensorboard_startup_timeout,
             log=self.log,
+            use_tensorflow=self.tensorboard_use_tensorflow,
         )
         # %tensorboard in a notebook shows TensorBoard in an iframe at this URL (kernels inherit the
         # server's environment); without it the iframe points at localhost:<port>, which behind

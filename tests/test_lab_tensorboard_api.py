@@ -249,3 +249,12 @@ def datetime_timeout():
     import datetime
 
     return datetime.timedelta(seconds=120)
+
+
+def test_tensorboard_does_not_load_tensorflow(api, started):
+    """TensorFlow (installed for the course notebooks) would add seconds and hundreds of MB per instance."""
+    inst = started().json
+    assert api("GET", inst["url"], timeout=130).code == 200
+    pid = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json["pid"]
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "_pywrap_tensorflow" not in maps and "libtensorflow" not in maps

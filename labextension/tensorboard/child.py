@@ -1,6 +1,6 @@
 """Runs TensorBoard as a child that dies with its Jupyter server.
 
-    python -m condorhub.lab.tensorboard.child --parent PID -- <tensorboard arguments>
+    python -m condorhub.lab.tensorboard.child --parent PID [--without-tensorflow] -- <tensorboard arguments>
 
 A graceful server stop terminates its TensorBoards (CondorhubLab.stop_extension), but a killed server
 (OOM killer, SIGKILL from the hub, an HTCondor job evicted) runs no Python at all. PR_SET_PDEATHSIG asks
@@ -15,6 +15,7 @@ import ctypes
 import os
 import signal
 import sys
+import types
 
 PR_SET_PDEATHSIG = 1
 
@@ -28,16 +29,34 @@ def die_with_parent(parent: int) -> None:
         sys.exit(f"the Jupyter server (pid {parent}) is gone; not starting TensorBoard")
 
 
+def without_tensorflow() -> None:
+    """Make TensorBoard use its built-in TensorFlow stub even where TensorFlow is installed.
+
+    TensorBoard imports TensorFlow when it can (seconds of start-up and hundreds of MB per instance on a
+    shared login node) only to read remote file systems (gs://, s3://) and for a few plugins. The
+    marker module tensorboard.compat.notf is TensorBoard's own switch for this (its "no_tensorflow"
+    build); it must exist before TensorBoard first asks.
+    """
+    sys.modules["tensorboard.compat.notf"] = types.ModuleType("tensorboard.compat.notf")
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) < 3 or argv[0] != "--parent" or argv[2] != "--":
-        sys.exit("usage: python -m condorhub.lab.tensorboard.child --parent PID -- <tensorboard arguments>")
+    usage = "usage: python -m condorhub.lab.tensorboard.child --parent PID [--without-tensorflow] -- <tensorboard arguments>"
+    if len(argv) < 3 or argv[0] != "--parent" or "--" not in argv:
+        sys.exit(usage)
+    split = argv.index("--")
+    options, tensorboard_args = argv[2:split], argv[split + 1 :]
+    if set(options) - {"--without-tensorflow"}:
+        sys.exit(usage)
     die_with_parent(int(argv[1]))
     # SIGTERM's default action ends the process at once, which is what stop wants; TensorBoard's own
     # handler would first log a traceback.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if "--without-tensorflow" in options:
+        without_tensorflow()
     from tensorboard import main as tensorboard_main
 
-    sys.argv = ["tensorboard", *argv[3:]]
+    sys.argv = ["tensorboard", *tensorboard_args]
     tensorboard_main.run_main()
 
 

@@ -72,7 +72,8 @@ class Instance:
 
 
 class TensorBoardManager:
-    def __init__(self, *, runtime_dir: Path, max_instances: int, startup_timeout: float, log):
+    def __init__(self, *, runtime_dir: Path, max_instances: int, startup_timeout: float, log, use_tensorflow: bool = False):
+        self.use_tensorflow = use_tensorflow
         self.runtime_dir = runtime_dir
         self.max_instances = max_instances
         self.startup_timeout = startup_timeout
@@ -124,7 +125,8 @@ class TensorBoardManager:
         inst.ready = asyncio.Event()
         env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
         command = [
-            sys.executable, "-m", "condorhub.lab.tensorboard.child", "--parent", str(os.getpid()), "--",
+            sys.executable, "-m", "condorhub.lab.tensorboard.child", "--parent", str(os.getpid()),
+            *([] if self.use_tensorflow else ["--without-tensorflow"]), "--",
             "--logdir", str(inst.real_logdir),
             "--host", "127.0.0.1",
             "--port", str(inst.port),
