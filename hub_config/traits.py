@@ -137,17 +137,28 @@ def apply_htcondor(c, site: SiteConfig) -> None:
     queue.unknown_grace = parse_duration(condor.unknown_grace)
 
     spawner = c.HTCondorSpawner
+    queue_timeout = parse_duration(condor.queue_timeout)
+    startup_timeout = parse_duration(condor.startup_timeout)
     spawner.worker_env = str(condor.worker_env)
-    spawner.queue_timeout = parse_duration(condor.queue_timeout)
-    spawner.startup_timeout = parse_duration(condor.startup_timeout)
+    spawner.queue_timeout = queue_timeout
+    spawner.startup_timeout = startup_timeout
     spawner.accounting_groups = dict(condor.accounting_groups)
     # JupyterHub wraps start() in start_timeout and kills the spawn when it expires, counting from the
     # request. The spawner enforces its own queue timeout (from submission) and startup timeout (from the
     # job starting to run), so this outer limit only has to exceed both: it is a safety net, not the rule.
-    spawner.start_timeout = spawner.queue_timeout + spawner.startup_timeout + 120
+    spawner.start_timeout = queue_timeout + startup_timeout + 120
     # After start() returns the job is running and the launcher has reported its port; the server gets the
     # startup timeout again to answer (JupyterLab imports take a while on a busy node).
-    spawner.http_timeout = spawner.startup_timeout
+    spawner.http_timeout = startup_timeout
     # Polling a condor server reads the shared queue view (no query of its own), so it can be as
     # frequent as the view is refreshed.
     spawner.poll_interval = max(int(condor.poll_interval), 1)
+
+    # The job reports its port to condorhub's own, narrow endpoint (batchspawner's is not registered).
+    from condorhub.spawner.condor.api import PORT_API_PATTERN, PortReportHandler
+    from condorhub.spawner.condor.reconcile import reconcile_at_hub_start
+
+    c.JupyterHub.extra_handlers = [*c.JupyterHub.get("extra_handlers", []), (PORT_API_PATTERN, PortReportHandler)]
+    # At hub start: remove jobs of this hub that no server owns (servers without a job are cleared by
+    # JupyterHub's own start-up poll).
+    reconcile_at_hub_start()

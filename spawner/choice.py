@@ -101,3 +101,13 @@ def render_form(profiles: Sequence[Mapping]) -> str:
   </label>"""
         )
     return '<fieldset class="condorhub-profiles"><legend>Resource profile</legend>' + "".join(rows) + "\n</fieldset>"
+
+
+def render_notice(reason: str) -> str:
+    """Why the last server stopped (e.g. HTCondor's hold reason), above the profile choice."""
+    if not reason:
+        return ""
+    return (
+        '<div class="alert alert-warning condorhub-last-stop" role="alert">'
+        f"Your last server stopped: {html.escape(reason)}</div>"
+    )

@@ -12,9 +12,16 @@ from __future__ import annotations
 from importlib import import_module
 
 from jupyterhub.spawner import Spawner
-from traitlets import Any, Dict, Instance, List, default, directional_link
+from traitlets import Any, Dict, Instance, List, Unicode, default, directional_link
 
-from .choice import ProfileChoiceError, allowed_profiles, choose_profile, options_from_form, render_form
+from .choice import (
+    ProfileChoiceError,
+    allowed_profiles,
+    choose_profile,
+    options_from_form,
+    render_form,
+    render_notice,
+)
 
 # What JupyterHub sets on a spawner between construction and start, and the child must see.
 _RUNTIME_TRAITS = {
@@ -27,6 +34,25 @@ _RUNTIME_TRAITS = {
     "public_url",
     "public_hub_url",
 }
+
+
+def condor_overrides(profile: dict) -> dict:
+    """Traits of the HTCondor spawner that a `condor` profile sets (batchspawner's req_* vocabulary)."""
+    from condorhub.schema import parse_duration
+
+    overrides = {
+        "req_nprocs": str(int(profile.get("cpus", 1))),
+        "req_memory": str(profile.get("memory", "")),
+        "req_ngpus": str(int(profile.get("gpus", 0))),
+        "profile_roles": list(profile.get("roles", [])),
+    }
+    if profile.get("runtime") is not None:
+        overrides["req_runtime"] = str(parse_duration(profile["runtime"]))
+    if profile.get("gpus_minimum_capability") is not None:
+        overrides["gpus_minimum_capability"] = float(profile["gpus_minimum_capability"])
+    if profile.get("gpus_minimum_memory"):
+        overrides["gpus_minimum_memory"] = str(profile["gpus_minimum_memory"])
+    return overrides
 
 
 def _import_class(dotted: str) -> type[Spawner]:
@@ -48,10 +74,23 @@ class ProfileSpawner(Spawner):
     )
 
     kind_spawners = Dict(
-        {"login_node": "condorhub.spawner.loginnode.LoginNodeSpawner"},
+        {
+            "login_node": "condorhub.spawner.loginnode.LoginNodeSpawner",
+            "condor": "condorhub.spawner.condor.spawner.HTCondorSpawner",
+        },
         config=True,
         help="""
-        Spawner class (dotted import path) that runs each profile `kind`.
+        Spawner class (dotted import path) that runs each profile `kind`. A class is imported only when
+        a server of its kind is started (or reloaded after a hub restart), so a hub without an HTCondor
+        pool never imports the HTCondor bindings.
+        """,
+    )
+
+    last_stop_reason = Unicode(
+        "",
+        help="""
+        Why the last server stopped or failed to start, as the child spawner put it (e.g. HTCondor's hold
+        reason). Shown on the spawn form and kept in the state (admins see it in the REST API).
         """,
     )
 
@@ -79,7 +118,9 @@ class ProfileSpawner(Spawner):
         async def form(spawner: ProfileSpawner) -> str:
             mine = allowed_profiles(spawner.profiles, await spawner._roles())
             # One choice is no choice: skip the form and start it directly.
-            return render_form(mine) if len(mine) > 1 else ""
+            if len(mine) <= 1:
+                return ""
+            return render_notice(spawner.last_stop_reason) + render_form(mine)
 
         return form
 
@@ -94,8 +135,16 @@ class ProfileSpawner(Spawner):
     def _apply_user_options_default(self):
         async def apply(spawner: ProfileSpawner, user_options: dict) -> None:
             spawner.profile = dict(choose_profile(spawner.profiles, await spawner._roles(), user_options))
+            # Build the child now, before JupyterHub reads start_timeout to wrap start(): an HTCondor
+            # server's own timeouts (queue, startup) need a longer outer limit than a login-node server.
+            spawner._adopt_timeouts(spawner._construct_child())
 
         return apply
+
+    def _adopt_timeouts(self, child: Spawner) -> None:
+        self.start_timeout = child.start_timeout
+        self.http_timeout = child.http_timeout
+        self.poll_interval = child.poll_interval
 
     async def run_auth_state_hook(self, auth_state):
         self.auth_state = auth_state
@@ -113,6 +162,8 @@ class ProfileSpawner(Spawner):
             overrides["cpu_limit"] = float(profile["cpus"])
         if "memory" in profile:
             overrides["mem_limit"] = parse_memory(profile["memory"])
+        if profile.get("kind") == "condor":
+            overrides.update(condor_overrides(profile))
         overrides.update(profile.get("spawner_overrides", {}))
         return overrides
 
@@ -141,13 +192,26 @@ class ProfileSpawner(Spawner):
 
     async def start(self):
         child = self._construct_child()
+        self.last_stop_reason = ""
         await child.run_auth_state_hook(self.auth_state)
-        return await child.start()
+        try:
+            return await child.start()
+        except BaseException:
+            self._keep_stop_reason(child)
+            raise
 
     async def poll(self):
         if self.child_spawner is None:
             return 1  # never started, or state cleared: not running
-        return await self.child_spawner.poll()
+        status = await self.child_spawner.poll()
+        if status is not None:
+            self._keep_stop_reason(self.child_spawner)
+        return status
+
+    def _keep_stop_reason(self, child: Spawner) -> None:
+        reason = getattr(child, "stop_reason", "")
+        if reason:
+            self.last_stop_reason = reason
 
     async def stop(self, now=False):
         if self.child_spawner is not None:
@@ -163,6 +227,8 @@ class ProfileSpawner(Spawner):
 
     def get_state(self):
         state = super().get_state()
+        if self.last_stop_reason:
+            state["last_stop_reason"] = self.last_stop_reason
         if self.profile:
             state["profile"] = self.profile
         if self.child_spawner is not None:
@@ -173,11 +239,12 @@ class ProfileSpawner(Spawner):
 
     def load_state(self, state):
         super().load_state(state)
+        self.last_stop_reason = state.get("last_stop_reason", self.last_stop_reason)
         self.profile = state.get("profile", {})
         self.child_state = state.get("child_state", {})
         if self.profile and self.child_state:
             # After a hub restart: rebuild the child so poll() can see the running server.
-            self._construct_child()
+            self._adopt_timeouts(self._construct_child())
 
     def clear_state(self):
         super().clear_state()

@@ -14,6 +14,8 @@ from condorhub.demo.directory import DEMO_USERS, GROUP_ROLES, directory_ldif
 from condorhub.demo.slapd import OpenLDAPServer
 from ansible_fixtures import ansible_base_root  # noqa: E402,F401  (the ansible tests' fixtures, tests/ansible_fixtures.py)
 
+pytest_plugins = ["condor_fixtures"]  # the real HTCondor pool (tests/condor_fixtures.py)
+
 #: The demo's group → role mapping, as the hub configuration uses it.
 DEMO_GROUP_ROLES = GROUP_ROLES
 

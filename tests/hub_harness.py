@@ -73,9 +73,12 @@ def demo_site(ldap_uri: str, suffix: str, state_dir: Path, *, connect_timeout=2.
 class Hub:
     """One JupyterHub subprocess with its own state dir, ports and log file."""
 
-    def __init__(self, workdir: Path, site: dict):
+    def __init__(self, workdir: Path, site: dict, extra_args: list[str] | None = None):
         self.workdir = workdir
         self.site = site
+        # JupyterHub command-line settings for what the site file does not expose (test-only tuning,
+        # e.g. --HTCondorQueue.orphan_min_age=5).
+        self.extra_args = list(extra_args or [])
         self.site_file = workdir / "site.yaml"
         self.log_file = workdir / "hub.log"
         self.url = site["hub"]["bind_url"].rstrip("/")
@@ -87,7 +90,7 @@ class Hub:
         env["PATH"] = f"{VENV_BIN}:{PROXY_BIN}:{env.get('PATH', '')}"
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(VENV_BIN / "condorhub"), "hub", "--site", str(self.site_file)],
+                [str(VENV_BIN / "condorhub"), "hub", "--site", str(self.site_file), *(["--", *self.extra_args] if self.extra_args else [])],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -142,7 +145,10 @@ class HubClient:
         self.http = requests.Session()
 
     def _xsrf(self) -> str:
-        return self.http.cookies.get("_xsrf", "")
+        # The hub's token (path /hub/); a single-user server sets its own _xsrf under /user/<name>/.
+        found = [c for c in self.http.cookies if c.name == "_xsrf"]
+        hub = [c for c in found if (c.path or "/").startswith("/hub")]
+        return (hub or found)[0].value if found else ""
 
     def login_page(self) -> requests.Response:
         return self.http.get(f"{self.url}/hub/login", timeout=10)

@@ -181,6 +181,19 @@ class CondorClient:
             raise CondorClientError(f"schedd query failed: {err}") from None
         return [_plain(ad) for ad in ads]
 
+    def job_history(self, job_id: str, projection: Iterable[str] = JOB_ATTRIBUTES) -> list[dict]:
+        """The job's ad from the schedd's history (once it left the queue)."""
+        cluster, _, proc = job_id.partition(".")
+        schedd = self._get_schedd()
+        try:
+            ads = schedd.history(
+                f"ClusterId == {int(cluster)} && ProcId == {int(proc or 0)}", projection=list(projection), match=1
+            )
+        except Exception as err:
+            self._forget_schedd()
+            raise CondorClientError(f"schedd history query failed: {err}") from None
+        return [_plain(ad) for ad in ads]
+
     def query_slots(self, projection: Iterable[str] = SLOT_ATTRIBUTES) -> list[dict]:
         """Startd (slot) ads from the collector: what the pool has free."""
         import htcondor2

@@ -291,6 +291,17 @@ class HTCondorQueue(SingletonConfigurable):
         except asyncio.TimeoutError:
             pass
 
+    async def last_words(self, job_id: str) -> str:
+        """Why a job that left the queue ended, from the schedd's history (one query, only for a job
+        that vanished between two refreshes: a removed running job is usually gone before it is seen)."""
+        try:
+            ads = await self._call(self._query_pool, self.client.job_history, job_id)
+        except (CondorClientError, asyncio.TimeoutError):
+            ads = []
+        if not ads:
+            return "it is no longer in HTCondor's queue"
+        return Job.from_ad(ads[0]).end_reason()
+
     # -- claims ---------------------------------------------------------------------------------------
 
     def claim(self, job_id: str, owner: str) -> None:

@@ -1,0 +1,154 @@
+"""The job's entry point on the execute node: secrets from the file, port to the hub, exec the server.
+
+Run by HTCondor as the user (``python -m condorhub.spawner.condor.launcher ~/.condorhub/<job>.env``)
+from the worker environment. It imports nothing but the standard library, so it starts in milliseconds.
+
+1. Read the secrets file the hub wrote (see :mod:`.secretfile`) and delete it at once: it must be the
+   user's own regular file, not a link, and readable by nobody else.
+2. Pick a free port and report it to the hub's condorhub API with the server's token (only the port and
+   this node's address; the hub checks both against what HTCondor says about the job).
+3. Replace this process with ``jupyterhub-singleuser`` (exec), its environment being the job's own
+   (HTCondor's CUDA_VISIBLE_DEVICES names the GPUs assigned to this job, and the kernels inherit it)
+   plus the hub's settings from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import sys
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit, urlunsplit
+
+#: Where the hub's handler listens, relative to JUPYTERHUB_API_URL.
+PORT_API_PATH = "condorhub/port"
+
+EXIT_BAD_SECRETS = 10
+EXIT_HUB_REFUSED = 11
+EXIT_HUB_UNREACHABLE = 12
+
+
+def fail(code: int, message: str) -> None:
+    # stderr goes to ~/.condorhub/<job>.err; the hub shows its end to the user when the job fails.
+    print(f"condorhub launcher: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def read_secrets(path: str) -> dict:
+    """The secrets file's content; the file is deleted before this returns."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        fail(
+            EXIT_BAD_SECRETS,
+            f"{path} does not exist: this job was started twice (e.g. after an eviction) or the hub gave it up. "
+            "Start your server again from the hub.",
+        )
+    except OSError as err:
+        fail(EXIT_BAD_SECRETS, f"cannot open {path}: {err.strerror}")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            fail(EXIT_BAD_SECRETS, f"{path} is not a private file of yours (mode 0600); refusing to use it")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read()
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    try:
+        secrets = json.loads(data)
+    except ValueError:
+        fail(EXIT_BAD_SECRETS, f"{path} is not valid JSON")
+    if not isinstance(secrets, dict) or not isinstance(secrets.get("env"), dict) or not secrets.get("argv"):
+        fail(EXIT_BAD_SECRETS, f"{path} lacks `env` or `argv`")
+    return secrets
+
+
+def free_port(bind_ip: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in bind_ip else socket.AF_INET) as sock:
+        sock.bind((bind_ip, 0))
+        return sock.getsockname()[1]
+
+
+def node_name() -> str:
+    """The name HTCondor knows this node by (``Machine`` in the machine ad the starter hands every job),
+    else the host name. The hub compares it with the job's RemoteHost."""
+    path = os.environ.get("_CONDOR_MACHINE_AD")
+    if path:
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    key, _, value = line.partition("=")
+                    if key.strip() == "Machine":
+                        return value.strip().strip('"')
+        except OSError:
+            pass
+    return socket.getfqdn()
+
+
+def report_port(env: dict, port: int, host: str, attempts: int = 6) -> None:
+    """POST the port to the hub; retried while the hub is unreachable (e.g. restarting)."""
+    url = env["JUPYTERHUB_API_URL"].rstrip("/") + "/" + PORT_API_PATH
+    body = json.dumps({"port": port, "host": host}).encode()
+    delay = 1.0
+    for attempt in range(1, attempts + 1):
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+                return
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")[:500]
+            if err.code < 500:
+                fail(EXIT_HUB_REFUSED, f"the hub refused the port report ({err.code}): {detail}")
+            problem = f"HTTP {err.code}"
+        except (urllib.error.URLError, OSError) as err:
+            problem = str(getattr(err, "reason", err))
+        print(f"condorhub launcher: hub at {url} not reachable ({problem}), attempt {attempt}", file=sys.stderr)
+        time.sleep(delay)
+        delay = min(delay * 2, 10)
+    fail(EXIT_HUB_UNREACHABLE, f"the hub at {url} could not be reached; check hub.hub_bind_url in the site file")
+
+
+def with_port(service_url: str, bind_ip: str, port: int) -> str:
+    parts = urlsplit(service_url)
+    host = f"[{bind_ip}]" if ":" in bind_ip else bind_ip
+    return urlunsplit(parts._replace(netloc=f"{host}:{port}"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        fail(2, "usage: python -m condorhub.spawner.condor.launcher SECRETS_FILE")
+    secrets = read_secrets(args[0])
+    env = dict(os.environ)  # the job's environment: HTCondor's CUDA_VISIBLE_DEVICES, _CONDOR_*, TMPDIR
+    for key, value in secrets["env"].items():
+        if key in ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"):
+            continue  # the GPUs are HTCondor's to assign, never the hub's
+        env[str(key)] = str(value)
+    bind_ip = secrets.get("bind_ip") or "0.0.0.0"
+    port = free_port(bind_ip)
+    env["JUPYTERHUB_SERVICE_URL"] = with_port(env.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:0/"), bind_ip, port)
+    report_port(env, port, node_name())
+    argv = [str(a) for a in secrets["argv"]]
+    sys.stdout.flush()
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as err:
+        fail(2, f"cannot start {argv[0]}: {err.strerror}")
+
+
+if __name__ == "__main__":
+    main()

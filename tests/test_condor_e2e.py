@@ -1,0 +1,416 @@
+"""End to end on a real HTCondor pool: browser-like clients log in through the proxy (real OpenLDAP),
+pick GPU profiles, and get JupyterLab running as an HTCondor job on the pool's (simulated) GPU node.
+
+Nothing is mocked: the hub is a subprocess behind configurable-http-proxy, it submits through the
+htcondor2 bindings with its IDTOKEN as a queue super user, the job runs as the LDAP user in the pool's
+Debian root (users via nslcd, homes bind-mounted at the same path), the launcher reports the port to the
+hub's condorhub API, and the tests talk to the server through the proxy (kernels over websockets).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import htcondor2
+import pytest
+import requests
+import websocket
+from conftest import scratch_dir
+from hub_harness import Hub, HubClient, demo_site
+
+from condorhub.demo import worker_root as wr
+
+pytestmark = [pytest.mark.condor, pytest.mark.e2e, pytest.mark.ldap]
+
+GPU_ID = re.compile(r"^GPU-[0-9a-f]+$")
+
+
+def condor_profiles() -> list[dict]:
+    return [
+        {
+            "slug": "cpu",
+            "kind": "condor",
+            "display_name": "CPU batch",
+            "roles": ["student", "researcher"],
+            "cpus": 1,
+            "memory": "1G",
+            "runtime": "1h",
+        },
+        {
+            "slug": "gpu-1",
+            "kind": "condor",
+            "display_name": "1 GPU",
+            "roles": ["student", "researcher"],
+            "cpus": 1,
+            "memory": "1G",
+            "runtime": "1h",
+            "gpus": 1,
+        },
+        {
+            "slug": "gpu-2",
+            "kind": "condor",
+            "display_name": "2 GPUs",
+            "roles": ["researcher"],
+            "cpus": 1,
+            "memory": "1G",
+            "runtime": "1h",
+            "gpus": 2,
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def hub(slapd, condor_pool):
+    work = scratch_dir("condorhub-condor-hub-")
+    site = demo_site(slapd.uri, slapd.suffix, work / "state")
+    site["hub"]["start_timeout"] = 120
+    site["htcondor"] = {
+        "condor_config": str(condor_pool.condor_config_path),
+        "worker_env": wr.WORKER_VENV,
+        "poll_interval": 1,
+        "query_timeout": 10,
+        "queue_timeout": "5m",
+        "startup_timeout": "2m",
+        "unknown_grace": "1m",
+        "accounting_groups": {"student": "group_students", "researcher": "group_researchers"},
+    }
+    site["profiles"] += condor_profiles()
+    # Orphans are swept at start only when older than orphan_min_age (120 s by default, for spawns whose
+    # submission is just returning); the restart test makes one seconds before the restart.
+    hub = Hub(work, site, extra_args=["--HTCondorQueue.orphan_min_age=3"]).start()
+    hub.hub_id = f"{_fqdn()}:{work / 'state'}"
+    yield hub
+    hub.stop()
+    schedd().act(htcondor2.JobAction.Remove, f'CondorhubHub == "{hub.hub_id}"')
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _fqdn() -> str:
+    import socket
+
+    return socket.getfqdn()
+
+
+def schedd() -> htcondor2.Schedd:
+    return htcondor2.Schedd()
+
+
+def hub_jobs(hub, constraint: str = "true") -> list[dict]:
+    return [
+        dict(ad)
+        for ad in schedd().query(
+            f'CondorhubHub == "{hub.hub_id}" && JobStatus != 3 && ({constraint})',
+            projection=["ClusterId", "ProcId", "JobStatus", "Owner", "RequestGpus", "AcctGroup", "CondorhubUser"],
+        )
+    ]
+
+
+def wait_for(what: str, predicate, timeout: float = 60, interval: float = 0.5, context=lambda: ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} {context()}")
+        time.sleep(interval)
+
+
+def login(hub: Hub, user: str) -> HubClient:
+    client = hub.client()
+    assert client.login(user, f"{user}-pw", follow=False).status_code == 302
+    return client
+
+
+def progress_events(client: HubClient, user: str, timeout: float = 120, events: list | None = None) -> list[dict]:
+    """The spawn page's event stream, read like the page does, until ready or failed (appended to
+    ``events`` as they arrive, for a reader in another thread)."""
+    events = [] if events is None else events
+    with client.http.get(
+        f"{client.url}/hub/api/users/{user}/server/progress",
+        headers={"Accept": "text/event-stream"},
+        stream=True,
+        timeout=timeout,
+    ) as stream:
+        assert stream.status_code == 200, stream.text
+        for line in stream.iter_lines(chunk_size=None, decode_unicode=True):  # as they arrive
+            if line and line.startswith("data:"):
+                event = json.loads(line[5:])
+                events.append(event)
+                if event.get("ready") or event.get("failed"):
+                    break
+    return events
+
+
+def start_server(client: HubClient, user: str, profile: str) -> list[dict]:
+    page = client.spawn_form({"profile": profile})
+    assert page.status_code == 200, page.text[-2000:]
+    return progress_events(client, user)
+
+
+def stop_server(client: HubClient, user: str) -> None:
+    r = client.api("DELETE", f"/users/{user}/server")
+    assert r.status_code in (202, 204), r.text
+    wait_for(f"{user}'s server to stop", lambda: not client.api("GET", "/user").json()["servers"], timeout=60)
+
+
+def messages(events: list[dict]) -> list[str]:
+    return [e.get("message", "") for e in events]
+
+
+def run_in_kernel(client: HubClient, user: str, code: str, timeout: float = 60) -> str:
+    """Start a kernel through the proxy (REST), run ``code`` over the kernel websocket, return stdout."""
+    base = f"{client.url}/user/{user}"
+    xsrf = client.http.cookies.get("_xsrf", path=f"/user/{user}/") or client.http.cookies.get("_xsrf")
+    kernel = client.http.post(f"{base}/api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf}, timeout=30)
+    assert kernel.status_code == 201, kernel.text
+    kernel_id = kernel.json()["id"]
+    cookies = "; ".join(f"{c.name}={c.value}" for c in client.http.cookies)
+    ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels?_xsrf={xsrf}"
+    ws = websocket.create_connection(ws_url, cookie=cookies, origin=client.url, timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(
+            json.dumps(
+                {
+                    "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": user, "session": uuid.uuid4().hex, "version": "5.3"},
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
+                    "channel": "shell",
+                }
+            )
+        )
+        out = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                raise AssertionError(f"kernel error: {msg['content']}")
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return "".join(out)
+        raise AssertionError("kernel did not finish")
+    finally:
+        ws.close()
+        client.http.delete(f"{base}/api/kernels/{kernel_id}", headers={"X-XSRFToken": xsrf}, timeout=30)
+
+
+def server_token(user: str) -> str:
+    """The API token of ``user``'s running server, read from its process (as root, on this machine)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = dict(
+                item.split(b"=", 1) for item in (entry / "environ").read_bytes().split(b"\0") if b"=" in item
+            )
+        except OSError:
+            continue
+        if env.get(b"JUPYTERHUB_USER") == user.encode() and b"JUPYTERHUB_API_TOKEN" in env:
+            return env[b"JUPYTERHUB_API_TOKEN"].decode()
+    raise AssertionError(f"no running server process of {user}")
+
+
+# -- the tests ----------------------------------------------------------------------------------------
+
+
+def test_alice_gets_one_gpu_and_her_kernel_sees_exactly_it(hub, condor_pool, ldap_home_base):
+    alice = login(hub, "alice")
+    form = alice.http.get(f"{hub.url}/hub/spawn", timeout=30).text
+    # Her role's profiles only: no 2-GPU profile for students.
+    assert 'value="gpu-1"' in form and 'value="cpu"' in form and 'value="gpu-2"' not in form
+
+    events = start_server(alice, "alice", "gpu-1")
+    text = messages(events)
+    assert events[-1].get("ready"), text
+    submitted = next(m for m in text if m.startswith("Submitted to HTCondor as job"))
+    job_id = submitted.rsplit(" ", 1)[1]
+    assert any(re.match(rf"Running on \S+ \(job {re.escape(job_id)}\)", m) for m in text), text
+    assert any(m.startswith("Server starting on") for m in text), text
+    assert text[-1].startswith("Server ready at")
+
+    status = alice.wait_for_server("alice")
+    assert "started" in status
+    # The job is alice's, with one GPU, charged to her role's accounting group.
+    (job,) = hub_jobs(hub, 'CondorhubUser == "alice"')
+    assert f"{job['ClusterId']}.{job['ProcId']}" == job_id
+    assert (job["Owner"], job["RequestGpus"], job["JobStatus"]) == ("alice", 1, 2)
+    assert job["AcctGroup"] == "group_students"
+
+    visible = run_in_kernel(alice, "alice", "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES', ''))").strip()
+    ids = [g for g in visible.split(",") if g]
+    assert len(ids) == 1 and GPU_ID.match(ids[0]), visible
+
+    # The secrets file was consumed by the launcher; its folder is alice's alone.
+    folder = ldap_home_base / "alice" / ".condorhub"
+    assert not list(folder.glob("*.env"))
+    assert (folder.stat().st_uid, oct(folder.stat().st_mode & 0o777)) == (10001, "0o700")
+
+    # Another pool user reading the whole queue sees none of alice's secrets.
+    token = server_token("alice")
+    state = hub.workdir / "state"
+    secrets = {
+        "api token": token,
+        "cookie secret": (state / "cookie_secret").read_text().strip(),
+        "auth state key": (state / "auth_state_key").read_text().strip(),
+    }
+    queue_as_bob = condor_pool.run_in_root(["condor_q", "-allusers", "-l"], user="bob").stdout
+    assert f'Owner = "alice"' in queue_as_bob
+    for name, value in secrets.items():
+        assert value and value not in queue_as_bob, f"{name} is readable in condor_q -l"
+    assert "JUPYTERHUB" not in queue_as_bob
+
+    # Stopping the server removes its job.
+    stop_server(alice, "alice")
+    wait_for("alice's job to leave the queue", lambda: not hub_jobs(hub, 'CondorhubUser == "alice"'), timeout=30)
+
+
+def test_bob_gets_two_gpus_and_the_next_gpu_request_waits_saying_why(hub):
+    bob = login(hub, "bob")
+    events = start_server(bob, "bob", "gpu-2")
+    assert events[-1].get("ready"), messages(events)
+    bob.wait_for_server("bob")
+    visible = run_in_kernel(bob, "bob", "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES', ''))").strip()
+    ids = visible.split(",")
+    assert len(ids) == 2 and all(GPU_ID.match(i) for i in ids), visible
+
+    alice = login(hub, "alice")
+    page = alice.spawn_form({"profile": "gpu-1"})
+    assert page.status_code == 200
+    seen: list[dict] = []
+    reader = threading.Thread(target=progress_events, args=(alice, "alice", 180, seen))
+    reader.start()
+    waiting = wait_for(
+        "alice's progress to say why she waits",
+        lambda: [m for m in messages(seen) if m.startswith("Waiting in the queue")]
+        and "0 of the pool's 2 GPUs are free" in " ".join(messages(seen)),
+        timeout=60,
+        context=lambda: f"{messages(seen)}\n{hub.log_tail(40)}",
+    )
+    assert waiting
+    assert any("waiting for 1 GPU to become free" in m for m in messages(seen)), messages(seen)
+    (alice_job,) = hub_jobs(hub, 'CondorhubUser == "alice"')
+    assert alice_job["JobStatus"] == 1
+
+    # Bob stops: the GPUs free up and alice's waiting server starts (her startup timeout counts only now).
+    stop_server(bob, "bob")
+    reader.join(180)
+    assert seen and seen[-1].get("ready"), messages(seen)
+    alice.wait_for_server("alice")
+    stop_server(alice, "alice")
+
+
+def test_condor_rm_marks_the_server_stopped_with_the_reason(hub):
+    alice = login(hub, "alice")
+    events = start_server(alice, "alice", "cpu")
+    assert events[-1].get("ready"), messages(events)
+    (job,) = hub_jobs(hub, 'CondorhubUser == "alice"')
+    schedd().act(htcondor2.JobAction.Remove, [f"{job['ClusterId']}.0"], reason=("maintenance of gpu node", None))
+    wait_for("the hub to notice", lambda: not alice.api("GET", "/user").json()["servers"], timeout=30)
+    form = alice.http.get(f"{hub.url}/hub/spawn", timeout=30).text
+    assert "Your last server stopped:" in form and "maintenance of gpu node" in form
+
+
+def test_condor_hold_stops_the_server_shows_the_reason_and_removes_the_job(hub):
+    alice = login(hub, "alice")
+    events = start_server(alice, "alice", "cpu")
+    assert events[-1].get("ready"), messages(events)
+    (job,) = hub_jobs(hub, 'CondorhubUser == "alice"')
+    job_id = f"{job['ClusterId']}.0"
+    schedd().act(htcondor2.JobAction.Hold, [job_id], reason=("over the disk quota", None))
+    wait_for("the hub to notice", lambda: not alice.api("GET", "/user").json()["servers"], timeout=30)
+    form = alice.http.get(f"{hub.url}/hub/spawn", timeout=30).text
+    assert "HTCondor held your server" in form and "over the disk quota" in form, hub.log_tail(30)
+    # Held is not left behind: the hub removed the job.
+    wait_for("the held job to be removed", lambda: not hub_jobs(hub, f"ClusterId == {job['ClusterId']}"), timeout=30)
+
+
+def test_hub_restart_keeps_running_servers_and_reconciles_the_queue(hub):
+    alice, bob = login(hub, "alice"), login(hub, "bob")
+    assert start_server(alice, "alice", "cpu")[-1].get("ready")
+    assert start_server(bob, "bob", "cpu")[-1].get("ready")
+    alice.wait_for_server("alice")
+    (bob_job,) = hub_jobs(hub, 'CondorhubUser == "bob"')
+
+    hub.stop()
+    # While the hub is down: bob's job ends, and a job of this hub appears that no server owns (as if
+    # the hub had died between submitting and saving the server).
+    schedd().act(htcondor2.JobAction.Remove, [f"{bob_job['ClusterId']}.0"])
+    orphan = schedd().submit(
+        htcondor2.Submit(
+            {
+                "executable": "/bin/sleep",
+                "arguments": "600",
+                "+Owner": '"carol"',
+                "+CondorhubHub": f'"{hub.hub_id}"',
+                "+CondorhubUser": '"carol"',
+                "initialdir": "/tmp",
+                "should_transfer_files": "NO",
+                "transfer_executable": "false",
+                "hold": "true",
+            }
+        )
+    ).cluster()
+    time.sleep(4)  # older than orphan_min_age
+    hub.start()
+
+    # Alice's server is still reachable through the restarted hub (the proxy was restarted too).
+    alice.wait_for_server("alice", timeout=60)
+    assert alice.api("GET", "/user").json()["servers"][""]["ready"]
+    # Bob's server, whose job is gone, was cleared; the orphan was removed.
+    wait_for("bob's server to be cleared", lambda: not bob.api("GET", "/user").json()["servers"], timeout=30)
+    wait_for("the orphan to be removed", lambda: not hub_jobs(hub, f"ClusterId == {orphan}"), timeout=30)
+    assert [j["CondorhubUser"] for j in hub_jobs(hub)] == ["alice"]
+    stop_server(alice, "alice")
+
+
+@pytest.mark.parametrize(
+    "fields, status, message",
+    [
+        ({"profile": "gpu-2"}, 403, "Profile &#39;gpu-2&#39; is not available to your role(s) (student)"),
+        ({"profile": "gpu-1", "gpus": "8"}, 400, "Unsupported option(s) &#39;gpus&#39;"),
+        ({"profile": "gpu-1", "memory": "-1G"}, 400, "Unsupported option(s) &#39;memory&#39;"),
+        ({"profile": "gpu-8"}, 400, "There is no profile &#39;gpu-8&#39;"),
+    ],
+    ids=["other-roles-profile", "8-gpus", "negative-memory", "unknown-profile"],
+)
+def test_crafted_spawn_requests_are_refused_and_the_queue_is_untouched(hub, fields, status, message):
+    since = int(time.time()) - 1
+    alice = login(hub, "alice")
+    crafted = alice.http.post(f"{hub.url}/hub/spawn", data={**fields, "_xsrf": alice._xsrf()}, timeout=30)
+    assert crafted.status_code == status, crafted.text[-1000:]
+    assert message in crafted.text
+    # Through the REST API as well.
+    api = alice.api("POST", "/users/alice/server", json=fields)
+    assert api.status_code in (400, 403), api.text
+    time.sleep(1)
+    assert not alice.api("GET", "/user").json()["servers"]
+    assert not hub_jobs(hub, 'CondorhubUser == "alice"')
+    # Nothing was submitted by anyone meanwhile (the queue is untouched, not just alice's part of it).
+    assert schedd().query(f"QDate >= {since}", projection=["ClusterId"]) == []
+
+
+def test_the_port_api_takes_only_a_starting_servers_own_token(hub):
+    alice = login(hub, "alice")
+    token = alice.api("POST", "/users/alice/tokens", json={"note": "test"}).json()["token"]
+    report = requests.post(
+        f"{hub.url}/hub/api/condorhub/port", json={"port": 40000}, headers={"Authorization": f"token {token}"}, timeout=10
+    )
+    assert report.status_code == 403 and "belongs to no server of yours" in report.text
+    no_token = requests.post(f"{hub.url}/hub/api/condorhub/port", json={"port": 40000}, timeout=10)
+    assert no_token.status_code == 403
+    # batchspawner's own endpoint (sets any spawner attribute) is not there at all.
+    stock = requests.post(
+        f"{hub.url}/hub/api/batchspawner", json={"port": 40000}, headers={"Authorization": f"token {token}"}, timeout=10
+    )
+    assert stock.status_code == 404

@@ -1,0 +1,261 @@
+"""The pieces of the HTCondor spawner that need no pool: the submit description (no secrets in it),
+the secrets file (written as the user, 0600, never overwritten, never through a link), the port report
+(only port and host), the launcher's reading of the file, and profile → spawner traits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import scratch_dir
+from tornado import web
+
+from condorhub.spawner.condor import launcher
+from condorhub.spawner.condor.api import parse_port_report
+from condorhub.spawner.condor.secretfile import (
+    Account,
+    SecretFileError,
+    read_own_file_tail,
+    remove_secret_file,
+    write_secret_file,
+)
+from condorhub.spawner.condor.submit import JobSpec, SubmitError, condor_arguments, parse_extra, submit_description
+from condorhub.spawner.profiles import condor_overrides
+
+USER_UID, USER_GID = 10001, 10000  # alice in the demo directory (need not exist in this machine's passwd)
+
+
+def spec(**kw) -> JobSpec:
+    values = dict(
+        user="alice",
+        server_name="",
+        hub_id="hub:/var/lib/condorhub",
+        home="/home/alice",
+        python="/opt/condorhub/worker-venv/bin/python",
+        secret_file="/home/alice/.condorhub/jupyter-ab.env",
+        log_stem="/home/alice/.condorhub/jupyter-ab",
+        cpus=2,
+        memory_mb=4096,
+        gpus=1,
+        gpu_min_capability=7.0,
+        gpu_min_memory_mb=16384,
+        runtime_seconds=28800,
+        accounting_group="group_students",
+    )
+    values.update(kw)
+    return JobSpec(**values)
+
+
+def test_submit_description_requests_the_profile_and_runs_as_the_user():
+    desc = submit_description(spec())
+    assert desc["+Owner"] == '"alice"'
+    assert (desc["request_cpus"], desc["request_memory"], desc["request_gpus"]) == ("2", "4096MB", "1")
+    assert (desc["gpus_minimum_capability"], desc["gpus_minimum_memory"]) == ("7", "16384")
+    assert desc["allowed_job_duration"] == "28800"
+    assert (desc["accounting_group"], desc["accounting_group_user"]) == ("group_students", "alice")
+    assert desc["+CondorhubHub"] == '"hub:/var/lib/condorhub"'
+    assert desc["initialdir"] == "/home/alice" and desc["should_transfer_files"] == "NO"
+
+
+def test_submit_description_carries_no_environment_and_no_secret():
+    desc = submit_description(spec())
+    assert desc["getenv"] == "false"
+    assert "environment" not in desc and "env" not in desc
+    # The only argument is where the secrets are, not what they are.
+    assert desc["arguments"] == "\"'-m' 'condorhub.spawner.condor.launcher' '/home/alice/.condorhub/jupyter-ab.env'\""
+    assert "TOKEN" not in json.dumps(desc).upper()
+
+
+def test_cpu_profile_requests_no_gpu():
+    desc = submit_description(spec(gpus=0, gpu_min_capability=None, gpu_min_memory_mb=None, accounting_group=""))
+    assert "request_gpus" not in desc and "gpus_minimum_capability" not in desc
+    assert "accounting_group" not in desc
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("environment = JUPYTERHUB_API_TOKEN=x", "sets 'environment'"),
+        ("getenv = true", "sets 'getenv'"),
+        ("+Owner = \"root\"", "sets '+Owner'"),
+        ("executable = /bin/sh", "sets 'executable'"),
+        ("+CondorhubUser = \"bob\"", "sets '+CondorhubUser'"),
+        ("requirements", "is not `command = value`"),
+    ],
+)
+def test_site_extra_submit_commands_cannot_touch_identity_command_or_environment(text, problem):
+    with pytest.raises(SubmitError, match=problem.replace("+", r"\+").replace("(", r"\(")):
+        parse_extra(text)
+
+
+def test_site_extra_submit_commands_pass_through():
+    assert parse_extra("# comment\nrequirements = (OpSysMajorVer >= 12)\n+ProjectName = \"physics\"\n") == {
+        "requirements": "(OpSysMajorVer >= 12)",
+        "+ProjectName": '"physics"',
+    }
+
+
+def test_arguments_are_quoted_for_htcondor():
+    assert condor_arguments(["a b", "it's", 'say "hi"']) == "\"'a b' 'it''s' 'say \"\"hi\"\"'\""
+    with pytest.raises(SubmitError):
+        condor_arguments(["two\nlines"])
+
+
+# -- the secrets file ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def home():
+    """A home owned by a non-root uid, like an LDAP user's (needs root to chown, as the hub runs), in a
+    folder the user can traverse (pytest's tmp_path is 0700 root)."""
+    if os.geteuid() != 0:
+        pytest.fail("these tests run as root, as the hub does (it writes the file as the user)")
+    base = scratch_dir("condorhub-secret-")
+    home = base / "alice"
+    home.mkdir(mode=0o755)
+    os.chown(home, USER_UID, USER_GID)
+    yield home
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_secret_file_is_written_as_the_user_mode_0600_in_a_0700_folder(home):
+    account = Account(USER_UID, USER_GID, str(home))
+    path = Path(write_secret_file(account, "jupyter-1.env", {"env": {"JUPYTERHUB_API_TOKEN": "s3cret"}}))
+    st, folder = path.stat(), path.parent.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (USER_UID, USER_GID, 0o600)
+    assert (folder.st_uid, stat.S_IMODE(folder.st_mode)) == (USER_UID, 0o700)
+    assert json.loads(path.read_text())["env"]["JUPYTERHUB_API_TOKEN"] == "s3cret"
+    # Never overwritten: a second write with the same name fails.
+    with pytest.raises(SecretFileError, match="exists already"):
+        write_secret_file(account, "jupyter-1.env", {"env": {}})
+    remove_secret_file(account, "jupyter-1.env")
+    assert not path.exists()
+    remove_secret_file(account, "jupyter-1.env")  # gone already: fine
+
+
+def test_a_planted_symlink_is_not_followed(home, tmp_path):
+    account = Account(USER_UID, USER_GID, str(home))
+    (home / ".condorhub").mkdir(mode=0o700)
+    os.chown(home / ".condorhub", USER_UID, USER_GID)
+    target = tmp_path / "elsewhere"
+    os.symlink(target, home / ".condorhub" / "jupyter-2.env")
+    with pytest.raises(SecretFileError, match="exists already"):
+        write_secret_file(account, "jupyter-2.env", {"env": {"JUPYTERHUB_API_TOKEN": "s3cret"}})
+    assert not target.exists()
+
+
+def test_a_folder_of_someone_else_is_refused(home):
+    (home / ".condorhub").mkdir(mode=0o777)  # root's, not the user's
+    with pytest.raises(SecretFileError, match="not a folder owned by you"):
+        write_secret_file(Account(USER_UID, USER_GID, str(home)), "jupyter-3.env", {"env": {}})
+
+
+def test_the_hub_reads_only_the_users_own_files(home, tmp_path):
+    own = home / "job.err"
+    own.write_text("Traceback: boom\n")
+    os.chown(own, USER_UID, USER_GID)
+    assert read_own_file_tail(str(own), USER_UID) == "Traceback: boom\n"
+    secret = tmp_path / "root-only"
+    secret.write_text("root's secret")
+    os.symlink(secret, home / "link.err")
+    assert read_own_file_tail(str(home / "link.err"), USER_UID) == ""
+    assert read_own_file_tail(str(secret), USER_UID) == ""  # not the user's
+
+
+# -- the launcher -------------------------------------------------------------------------------------
+
+
+def run_launcher_read(path: Path, uid: int, gid: int) -> subprocess.CompletedProcess:
+    code = "import json,sys; from condorhub.spawner.condor.launcher import read_secrets; print(json.dumps(read_secrets(sys.argv[1])))"
+    return subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, user=uid, group=gid, extra_groups=[], cwd="/"
+    )
+
+
+def test_launcher_reads_and_deletes_the_file(home):
+    account = Account(USER_UID, USER_GID, str(home))
+    path = Path(write_secret_file(account, "jupyter-4.env", {"env": {"A": "1"}, "argv": ["jupyterhub-singleuser"]}))
+    proc = run_launcher_read(path, USER_UID, USER_GID)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["env"] == {"A": "1"}
+    assert not path.exists()
+    again = run_launcher_read(path, USER_UID, USER_GID)
+    assert again.returncode == launcher.EXIT_BAD_SECRETS
+    assert "started twice" in again.stderr
+
+
+def test_launcher_refuses_a_file_others_can_read(home):
+    account = Account(USER_UID, USER_GID, str(home))
+    path = Path(write_secret_file(account, "jupyter-5.env", {"env": {}, "argv": ["x"]}))
+    path.chmod(0o644)
+    proc = run_launcher_read(path, USER_UID, USER_GID)
+    assert proc.returncode == launcher.EXIT_BAD_SECRETS
+    assert "not a private file of yours" in proc.stderr
+
+
+def test_launcher_puts_the_port_into_the_service_url():
+    assert launcher.with_port("http://0.0.0.0:0/user/alice/", "0.0.0.0", 41234) == "http://0.0.0.0:41234/user/alice/"
+
+
+# -- the port report ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        (b"not json", "must be JSON"),
+        (b"[8888]", "JSON object"),
+        (b'{"port": 8888, "cmd": ["sh"]}', "Unsupported field(s) 'cmd'"),
+        (b'{"port": 8888, "ip": "10.0.0.1"}', "Unsupported field(s) 'ip'"),
+        (b'{"port": "8888"}', "`port` must be a number"),
+        (b'{"port": true}', "`port` must be a number"),
+        (b'{"port": 22}', "`port` must be a number from 1024 to 65535"),
+        (b'{"port": 70000}', "from 1024 to 65535"),
+        (b'{"port": 8888, "host": "a b"}', "`host` must be a host name"),
+        (b'{"port": 8888, "host": "evil.org/x"}', "`host` must be a host name"),
+    ],
+)
+def test_port_reports_accept_only_a_port_and_a_host(body, problem):
+    with pytest.raises(web.HTTPError) as err:
+        parse_port_report(body)
+    assert err.value.status_code == 400
+    assert problem in err.value.log_message
+
+
+def test_a_good_port_report():
+    assert parse_port_report(b'{"port": 41234, "host": "gpu07.example.org"}') == (41234, "gpu07.example.org")
+    assert parse_port_report(b'{"port": 41234}') == (41234, None)
+
+
+# -- profile → spawner traits -------------------------------------------------------------------------
+
+
+def test_a_condor_profile_becomes_batchspawner_request_traits():
+    overrides = condor_overrides(
+        {
+            "kind": "condor",
+            "slug": "gpu-1",
+            "roles": ["student", "researcher"],
+            "cpus": 2,
+            "memory": "16G",
+            "runtime": "8h",
+            "gpus": 1,
+            "gpus_minimum_capability": 7.0,
+            "gpus_minimum_memory": "16G",
+        }
+    )
+    assert overrides == {
+        "req_nprocs": "2",
+        "req_memory": "16G",
+        "req_ngpus": "1",
+        "req_runtime": "28800",
+        "profile_roles": ["student", "researcher"],
+        "gpus_minimum_capability": 7.0,
+        "gpus_minimum_memory": "16G",
+    }
