@@ -115,6 +115,22 @@ def write_topology_files(folder, n: int, *, seed: int = 0, **kwargs) -> dict[str
     return {t: write_topology_file(Path(folder) / f"{t}.root", t, n, seed=seed, **kwargs) for t in TOPOLOGIES}
 
 
+def ensure_topology_files(folder, n: int, *, seed: int = 0, **kwargs) -> dict[str, Path]:
+    """Like :func:`write_topology_files`, but keeps files that already hold ``n`` events (a notebook run
+    again does not rewrite them; one run with another ``n`` does)."""
+    folder = Path(folder)
+    out = {}
+    for t in TOPOLOGIES:
+        path = folder / f"{t}.root"
+        try:
+            with uproot.open(path) as f:
+                current = f["Events"].num_entries
+        except Exception:  # missing, unreadable or another layout: write it
+            current = None
+        out[t] = path if current == n else write_topology_file(path, t, n, seed=seed, **kwargs)
+    return out
+
+
 # ----------------------------------------------------------------------------- benchmark shape
 
 #: 6 collections: (name, mean multiplicity, number of float branches); 12+10+10+8+6+6 = 52 jagged branches
