@@ -64,3 +64,43 @@ def api(jp_fetch, run):
         return Reply(run(jp_fetch(path, params=params, headers=headers, **kwargs)))
 
     return call
+
+
+@pytest.fixture
+def browser_session(jp_fetch, jp_serverapp, run):
+    """A cookie session like a browser's after logging in at /login with the token (no Authorization
+    header afterwards). ``browser_session(method, path, xsrf=True, headers=..., json_body=...)`` → Reply;
+    ``xsrf`` sends the X-XSRFToken header the Lab sends."""
+    from http.cookies import SimpleCookie
+
+    jar: dict[str, str] = {}
+
+    def remember(response):
+        for header in response.headers.get_list("Set-Cookie"):
+            for name, morsel in SimpleCookie(header).items():
+                jar[name] = morsel.value
+
+    def cookie_header():
+        return "; ".join(f"{k}={v}" for k, v in jar.items())
+
+    no_auth = {"Authorization": ""}
+    remember(run(jp_fetch("login", headers=no_auth, raise_error=False, follow_redirects=False)))
+    token = jp_serverapp.identity_provider.token
+    body = f"password={token}&_xsrf={jar['_xsrf']}"
+    login = run(jp_fetch("login", method="POST", body=body, raise_error=False, follow_redirects=False,
+                         headers={**no_auth, "Cookie": cookie_header()}))
+    assert login.code == 302, login.code
+    remember(login)
+
+    def call(method, path, *, xsrf=True, headers=None, json_body=None, params=None, body=None):
+        h = {**no_auth, "Cookie": cookie_header(), **(headers or {})}
+        if xsrf:
+            h["X-XSRFToken"] = jar["_xsrf"]
+        kwargs = {"method": method, "raise_error": False, "follow_redirects": False}
+        if body is not None:
+            kwargs["body"] = body
+        elif json_body is not None or method in ("POST", "PUT"):
+            kwargs["body"] = json.dumps(json_body) if json_body is not None else b""
+        return Reply(run(jp_fetch(path, headers=h, params=params, **kwargs)))
+
+    return call

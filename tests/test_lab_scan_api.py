@@ -168,11 +168,21 @@ def test_unauthenticated_requests_are_refused(api, scan_dir):
         assert r.code == 403, (method, path, r)
 
 
-def test_a_post_with_a_forged_cookie_and_no_token_is_refused(api, scan_dir):
-    # A cross-site form POST carries neither the token header nor an _xsrf field.
-    r = api("POST", "condorhub/api/scan/match", json_body={"path": "scan", "pattern": PATTERN},
-            headers={"Authorization": "", "Cookie": "_xsrf=forged"})
+def test_a_logged_in_browser_needs_the_xsrf_token_to_post(browser_session, scan_dir):
+    """The Lab sends X-XSRFToken; a cross-site form post with the user's cookie cannot."""
+    body = {"path": "scan", "pattern": PATTERN}
+    assert browser_session("POST", "condorhub/api/scan/match", json_body=body).code == 200
+    r = browser_session("POST", "condorhub/api/scan/match", json_body=body, xsrf=False)
+    assert r.code == 403 and "_xsrf" in r.message
+    r = browser_session("PUT", "condorhub/api/scan/patterns", json_body={**body, "name": "x"}, xsrf=False)
     assert r.code == 403
+    assert browser_session("GET", "condorhub/api/scan/suggest", params={"path": "scan"}).code == 200
+
+
+def test_hidden_folders_are_refused_as_scan_folders(api, scan_dir):
+    (scan_dir / ".secret").mkdir()
+    r = match(api, path="scan/.secret", pattern="(?P<x>.*)")
+    assert r.code == 403 and "hidden" in r.message
 
 
 # --- suggestion, presets, saved patterns ----------------------------------------------------------------------

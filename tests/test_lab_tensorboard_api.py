@@ -175,6 +175,21 @@ def test_unauthenticated_requests_are_refused(api, started):
     assert api("GET", "condorhub/api/tensorboard").json["instances"][0]["state"] == "running"
 
 
+def test_tensorboard_pages_accept_same_origin_requests_and_refuse_cross_site_ones(browser_session, started):
+    """TensorBoard's own scripts cannot send Jupyter's XSRF token; the proxy trusts what the browser says
+    about the request's origin instead (Sec-Fetch-Site, else Referer)."""
+    inst = started().json
+    url = inst["url"] + "data/plugin/scalars/scalars_multirun"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert browser_session("GET", inst["url"], xsrf=False, headers={"Sec-Fetch-Site": "same-origin"}).code == 200
+    query = "tag=loss&runs=lr_0.1"
+    ok = browser_session("POST", url, xsrf=False, headers={**form, "Sec-Fetch-Site": "same-origin"}, body=query)
+    assert ok.code == 200 and len(ok.json["lr_0.1"]) == 50, ok
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Referer": "http://evil.example/page"}):
+        r = browser_session("POST", url, xsrf=False, headers={**form, **headers}, body=query)
+        assert r.code == 403, (headers, r)
+
+
 def test_stopping_the_lab_server_stops_its_tensorboards(api, started, jp_serverapp, run):
     first, second = started().json, None
     (Path(jp_serverapp.root_dir) / "more").mkdir()
@@ -258,3 +273,40 @@ def test_tensorboard_does_not_load_tensorflow(api, started):
     pid = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json["pid"]
     maps = Path(f"/proc/{pid}/maps").read_text()
     assert "_pywrap_tensorflow" not in maps and "libtensorflow" not in maps
+
+
+def test_a_port_taken_before_tensorboard_binds_it_is_retried(api, started, monkeypatch):
+    """The free port is chosen before TensorBoard starts; another program may take it in between."""
+    import socket
+
+    from condorhub.lab.tensorboard import manager
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    real_free_port = manager.free_port
+    monkeypatch.setattr(manager, "free_port", lambda: next(ports, None) or real_free_port())
+    try:
+        inst = started().json
+        assert api("GET", inst["url"], timeout=130).code == 200
+        running = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json
+        assert running["state"] == "running"
+    finally:
+        taken.close()
+
+
+def test_a_tensorboard_that_cannot_start_reports_why(api, started, tb_app, monkeypatch):
+    # A log folder TensorBoard takes for an unknown flag: it exits at once with its usage message.
+    real_spawn = tb_app.tensorboards._spawn
+
+    async def broken_spawn(inst):
+        inst.real_logdir = "--no-such-flag"
+        await real_spawn(inst)
+
+    monkeypatch.setattr(tb_app.tensorboards, "_spawn", broken_spawn)
+    inst = started().json
+    r = api("GET", inst["url"], timeout=130)
+    assert r.code == 502 and "failed" in r.text
+    info = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json
+    assert info["state"] == "failed" and "exited with code" in info["message"] and "Its log ends" in info["message"]

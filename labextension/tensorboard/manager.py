@@ -119,10 +119,15 @@ class TensorBoardManager:
         return inst, True
 
     async def _launch(self, inst: Instance) -> None:
-        inst.port = free_port()
         inst.state, inst.message, inst.ready_after = "starting", None, None
         inst.started = time.time()
         inst.ready = asyncio.Event()
+        await self._spawn(inst)
+        inst.watcher = asyncio.ensure_future(self._watch_startup(inst))
+
+    async def _spawn(self, inst: Instance) -> None:
+        # A free port now may be taken by the time TensorBoard binds it; _watch_startup retries then.
+        inst.port = free_port()
         env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
         command = [
             sys.executable, "-m", "condorhub.lab.tensorboard.child", "--parent", str(os.getpid()),
@@ -144,20 +149,23 @@ class TensorBoardManager:
                 start_new_session=True,
             )
         self.log.info("TensorBoard %s for %s: pid %s, port %s", inst.id, inst.logdir, inst.process.pid, inst.port)
-        inst.watcher = asyncio.ensure_future(self._watch_startup(inst))
 
     async def _watch_startup(self, inst: Instance) -> None:
         """Poll TensorBoard until it answers HTTP; record a failure with the end of its log."""
-        client = self.http
         deadline = time.monotonic() + self.startup_timeout
         start = time.monotonic()
+        bind_retries = 2
         try:
             while time.monotonic() < deadline:
                 if inst.process.returncode is not None:
+                    if bind_retries and "could not bind" in self.log_tail(inst):
+                        bind_retries -= 1
+                        await self._spawn(inst)
+                        continue
                     self._failed(inst, f"TensorBoard exited with code {inst.process.returncode}")
                     return
                 try:
-                    await client.fetch(f"http://127.0.0.1:{inst.port}/data/environment", request_timeout=5)
+                    await self.http.fetch(f"http://127.0.0.1:{inst.port}/data/environment", request_timeout=5)
                     inst.state, inst.ready_after = "running", round(time.monotonic() - start, 3)
                     return
                 except (HTTPClientError, OSError):
