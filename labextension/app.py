@@ -16,6 +16,7 @@ from jupyter_server.utils import url_path_join
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
 
+from .scan.files import ScanFileHandler
 from .scan.handlers import handlers as scan_handlers
 from .scan.store import PatternStore
 from .tensorboard.handlers import handlers as tensorboard_handlers
@@ -76,6 +77,7 @@ class CondorhubLab(ExtensionApp):
 
     def initialize_handlers(self):
         self.handlers.extend(scan_handlers())
+        self.handlers.append((r"condorhub/scan/file/(.*)", ScanFileHandler, {"path": self.serverapp.root_dir}))
         self.handlers.extend(tensorboard_handlers())
 
     async def stop_extension(self):

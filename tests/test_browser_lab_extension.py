@@ -215,3 +215,33 @@ def test_tensorboard_starts_from_the_file_browser_shows_its_ui_and_stops(hub, bo
             time.sleep(0.2)
         assert pid not in tensorboard_children(), "TensorBoard still runs after Stop"
         page.wait_for_selector(f".jp-condorhub-tb-item:has-text('{logs}')", state="detached", timeout=15_000)
+
+
+def test_scan_cells_show_csv_tables_sandboxed_html_and_text(hub, bob_home):
+    folder = f"kinds-{uuid.uuid4().hex[:6]}"
+    for run in ("1", "2"):
+        leaf = bob_home / folder / f"run_{run}"
+        leaf.mkdir(parents=True)
+        (leaf / "a_table.csv").write_text(f"epoch,loss\n1,0.{run}9\n2,0.{run}5\n")
+        (leaf / "b_page.html").write_text(f"<html><body><h1>report {run}</h1><script>parent.document.title='pwned'</script></body></html>")
+        (leaf / "c_notes.txt").write_text(f"notes of run {run}\n")
+    give_to_bob(bob_home / folder)
+    with chromium_page() as page:
+        login(page, hub)
+        context_menu(page, folder, "Browse as parameter scan")
+        page.wait_for_selector(f"{SCAN} .jp-condorhub-grid-table", timeout=30_000)
+        page.fill(f"{SCAN} .jp-condorhub-pattern", r"run_(?P<run>\d+)/(?P<file>[^/]+)")
+        page.press(f"{SCAN} .jp-condorhub-pattern", "Enter")
+        page.wait_for_selector(f"{SCAN} .jp-condorhub-message:has-text('6 of 6 files match; 6 in the grid')")
+        # CSV as a table (header row + 2 rows), text as text.
+        page.wait_for_selector(f"{SCAN} .jp-condorhub-kind-csv table tr >> nth=2", timeout=30_000)
+        assert page.locator(f"{SCAN} .jp-condorhub-kind-csv th").first.inner_text() == "epoch"
+        page.wait_for_selector(f"{SCAN} .jp-condorhub-kind-text pre:has-text('notes of run 1')", timeout=30_000)
+        # HTML in a sandboxed frame: its content loads through the hub, its script does not run.
+        frame_el = page.locator(f"{SCAN} .jp-condorhub-kind-html iframe").first
+        assert frame_el.get_attribute("sandbox") == ""
+        screenshot(page, "scan-browser-kinds")
+        page.frame_locator(f"{SCAN} .jp-condorhub-kind-html iframe >> nth=0").locator("h1").wait_for(timeout=30_000)
+        assert page.frame_locator(f"{SCAN} .jp-condorhub-kind-html iframe >> nth=0").locator("h1").inner_text() == "report 1"
+        assert page.title() != "pwned"
+        screenshot(page, "scan-browser-kinds")

@@ -55,10 +55,11 @@ function xsrfToken(): string {
 /**
  * URL of a file under the server root for <img>/<iframe>. jupyter-server refuses a /files/ GET that has
  * neither the XSRF token nor a same-origin referrer (a sandboxed frame may send none), so the token goes
- * in the query, where jupyter-server and JupyterHub both look for it.
+ * in the query, where jupyter-server and JupyterHub both look for it. Frames use condorhub's own route
+ * (condorhub/scan/file), whose policy allows framing by the Lab; /files/ forbids it behind the hub.
  */
-export function fileURL(path: string): string {
-  const url = URLExt.join(settings.baseUrl, 'files', URLExt.encodeParts(path));
+export function fileURL(path: string, route = 'files'): string {
+  const url = URLExt.join(settings.baseUrl, route, URLExt.encodeParts(path));
   const token = xsrfToken();
   return token ? `${url}?_xsrf=${encodeURIComponent(token)}` : url;
 }

@@ -7,6 +7,8 @@ import { IScanFile } from './model';
 /** Text previews are read through the contents API; cap what one cell pulls. */
 const TEXT_LIMIT = 20000;
 const TABLE_ROWS = 12;
+/** Files shown in frames come from here: the server's /files/ may not be framed behind JupyterHub. */
+const FRAME_ROUTE = 'condorhub/scan/file';
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);
@@ -74,7 +76,7 @@ export function renderFile(file: IScanFile, open: (path: string) => void): HTMLE
     }
     case 'pdf': {
       const frame = el('iframe');
-      frame.src = fileURL(file.path);
+      frame.src = fileURL(file.path, FRAME_ROUTE);
       body.appendChild(frame);
       break;
     }
@@ -82,7 +84,7 @@ export function renderFile(file: IScanFile, open: (path: string) => void): HTMLE
       // A result's HTML is not trusted: no scripts, no access to the Lab (sandbox without exceptions).
       const frame = el('iframe');
       frame.setAttribute('sandbox', '');
-      frame.src = fileURL(file.path);
+      frame.src = fileURL(file.path, FRAME_ROUTE);
       body.appendChild(frame);
       break;
     }
