@@ -262,3 +262,30 @@ def test_a_tree_beyond_the_cap_is_cut_with_a_message(jp_serverapp, api, jp_root_
     assert r.code == 200, r
     assert r.json["total_files"] == 500 and r.json["truncated"] is True
     assert "more than 500 files" in r.json["message"] and "sub-folder" in r.json["message"]
+
+
+# --- files for the grid's frames -------------------------------------------------------------------------
+
+
+def test_frame_files_are_served_framable_by_the_lab_only_and_sandboxed(api, scan_dir, tmp_path):
+    (scan_dir / "page.html").write_text("<h1>report</h1><script>alert(1)</script>")
+    (scan_dir / "paper.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+    png = api("GET", "condorhub/scan/file/scan/lr_0.1/layers_2/seed_1/roc.png")
+    assert png.code == 200 and png.raw.body.startswith(b"\x89PNG") and png.raw.headers["Content-Type"] == "image/png"
+    html = api("GET", "condorhub/scan/file/scan/page.html")
+    assert html.code == 200 and "<h1>report</h1>" in html.text
+    # Framed only by the Lab's own pages, and the HTML's scripts do not run.
+    assert html.raw.headers["Content-Security-Policy"] == "frame-ancestors 'self'; sandbox"
+    # PDFs need the browser's viewer, which a sandbox would block.
+    assert api("GET", "condorhub/scan/file/scan/paper.pdf").raw.headers["Content-Security-Policy"] == "frame-ancestors 'self'"
+
+
+def test_frame_files_refuse_escapes_hidden_files_and_strangers(api, scan_dir, tmp_path):
+    (tmp_path / "secret.html").write_text("secret")
+    os.symlink(tmp_path / "secret.html", scan_dir / "link.html")
+    (scan_dir / ".hidden.html").write_text("hidden")
+    assert api("GET", "condorhub/scan/file/scan/link.html").code == 404
+    assert api("GET", "condorhub/scan/file/scan/.hidden.html").code == 404
+    assert api("GET", "condorhub/scan/file/scan/%2E%2E/%2E%2E/etc/passwd").code in (403, 404)
+    stranger = api("GET", "condorhub/scan/file/scan/lr_0.1/layers_2/seed_1/roc.png", headers={"Authorization": ""})
+    assert stranger.code in (302, 403) and not stranger.raw.body.startswith(b"\x89PNG")
