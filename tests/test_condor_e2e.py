@@ -10,8 +10,10 @@ hub's condorhub API, and the tests talk to the server through the proxy (kernels
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -371,6 +373,50 @@ def test_hub_restart_keeps_running_servers_and_reconciles_the_queue(hub):
     wait_for("bob's server to be cleared", lambda: not bob.api("GET", "/user").json()["servers"], timeout=30)
     wait_for("the orphan to be removed", lambda: not hub_jobs(hub, f"ClusterId == {orphan}"), timeout=30)
     assert [j["CondorhubUser"] for j in hub_jobs(hub)] == ["alice"]
+    stop_server(alice, "alice")
+
+
+def schedd_pids(pool) -> list[int]:
+    root = str(pool.root.resolve())
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "condor_schedd" and os.readlink(entry / "root") == root:
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+def test_a_hung_schedd_is_unknown_not_gone_and_the_hub_stays_responsive(hub, condor_pool):
+    alice = login(hub, "alice")
+    assert start_server(alice, "alice", "cpu")[-1].get("ready")
+    alice.wait_for_server("alice")
+    pids = schedd_pids(condor_pool)
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # queries now hang until they time out (query_timeout 10 s)
+    try:
+        deadline = time.monotonic() + 15
+        delays = []
+        while time.monotonic() < deadline:
+            start = time.monotonic()
+            try:
+                model = alice.api("GET", "/user", timeout=5).json()
+            except requests.RequestException as err:
+                raise AssertionError(f"the hub did not answer: {err}\n{hub.log_tail(80)}") from None
+            assert model["servers"][""]["ready"], "server dropped while unknown"
+            delays.append(time.monotonic() - start)
+            time.sleep(0.5)
+        assert "HTCondor queue unknown" in hub.log_file.read_text()
+        # The bindings run in a thread: a hung schedd never stalls the hub's event loop.
+        assert max(delays) < 1.0, delays
+        alice.wait_for_server("alice", timeout=10)  # and the server itself still answers
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    wait_for("the queue view to recover", lambda: "HTCondor queue answers again" in hub.log_file.read_text(), timeout=30)
+    assert alice.api("GET", "/user").json()["servers"][""]["ready"]
     stop_server(alice, "alice")
 
 

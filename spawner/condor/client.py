@@ -1,8 +1,15 @@
 """The hub's HTCondor client: the few calls condorhub makes, through the ``htcondor2`` bindings.
 
-Every method here blocks (the bindings talk to the daemons synchronously), so callers run them in a
-thread executor (see :mod:`.queue`); nothing in this module touches the event loop. It knows nothing of
-JupyterHub: plain dicts in, plain dicts out, which keeps the queue logic testable with a fake client.
+Every method here blocks (the bindings talk to the daemons synchronously). Worse, the bindings keep
+Python's GIL in some network paths: a query to a schedd that stopped answering (a "resume session"
+handshake waiting for its timeout) froze every thread of the process, the hub's event loop included, for
+20 s in our tests. A thread executor is therefore not enough: :class:`WorkerLane` runs the client in a
+separate **worker process** (``spawn``, no inherited threads or locks) and the hub only waits on a pipe.
+A hung call costs a worker process, never the hub; the queue view kills and replaces a worker whose call
+does not return.
+
+It knows nothing of JupyterHub: plain dicts in, plain dicts out, which also keeps the queue logic
+testable with a fake client.
 
 Authentication: the bindings read the HTCondor configuration once per process. A site points the hub at
 it with ``condor_config`` (what CONDOR_CONFIG would name) and may hand it an IDTOKEN file; HTCondor reads
@@ -233,3 +240,67 @@ class CondorClient:
             self._forget_schedd()
             raise CondorClientError(f"removing job(s) {', '.join(ids)} failed: {err}") from None
         return _plain(result) if result is not None else {}
+
+
+# -- the worker process ------------------------------------------------------------------------------
+
+_worker_client: CondorClient | None = None
+
+
+def _worker_init(settings: dict) -> None:
+    """Runs once in each worker process: configure the bindings there, not in the hub."""
+    global _worker_client
+    configure_htcondor(
+        settings.get("condor_config"), settings.get("collector"), settings.get("token_file"), settings.get("private_dir")
+    )
+    _worker_client = CondorClient(collector=settings.get("collector"), schedd=settings.get("schedd"))
+
+
+def _worker_call(method: str, args: tuple):
+    if method == "ping":
+        return os.getpid()
+    return getattr(_worker_client, method)(*args)
+
+
+class WorkerLane:
+    """One worker process that runs :class:`CondorClient` calls, one at a time.
+
+    ``call`` returns a concurrent.futures.Future (wrap it with ``asyncio.wrap_future``). ``restart`` kills
+    the process (a call hung inside the bindings cannot be interrupted any other way) and starts anew.
+    """
+
+    def __init__(self, name: str, settings: dict):
+        self.name = name
+        self.settings = dict(settings)
+        self._executor = None
+
+    def _ensure(self):
+        if self._executor is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._executor = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(self.settings,),
+            )
+        return self._executor
+
+    def call(self, method: str, *args):
+        return self._ensure().submit(_worker_call, method, args)
+
+    def restart(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # ProcessPoolExecutor has no way to stop a busy worker; its processes are reachable only here.
+        for process in list(getattr(executor, "_processes", {}).values()):
+            try:
+                process.kill()
+            except Exception:
+                pass
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.restart()

@@ -8,8 +8,9 @@ per cycle for all of them**: one query whose constraint selects this hub's jobs 
 ``CondorhubHub``), plus the idle jobs queued ahead of them when some of ours wait. A collector query
 (slot ads, to tell *why* a job waits) is added only while some job of ours is idle.
 
-The bindings block, so every call runs in a thread executor; the event loop never waits on the pool.
-Refreshes are coalesced: however many spawners ask for fresh data at once, one query runs, and everyone
+The bindings block (and can even hold the GIL while a schedd does not answer), so every call runs in a
+worker process (:class:`.client.WorkerLane`); the event loop never waits on the pool. Refreshes are
+coalesced: however many spawners ask for fresh data at once, one query runs, and everyone
 waiting gets its result. A failed or timed-out query makes the view *unknown*, never empty: servers are
 kept for ``unknown_grace`` seconds (#315: a server dropped while its job still ran left an orphan).
 
@@ -21,16 +22,17 @@ the schedd did not answer are retried every cycle until they succeed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
 from typing import Any
 
 from traitlets import Float, Unicode, default
 from traitlets.config import SingletonConfigurable
 
-from .client import CondorClient, CondorClientError, configure_htcondor
+from .client import CondorClientError, WorkerLane
 from .jobs import IDLE, Job, Phase, Request, queue_position, wait_reason
 
 try:  # JupyterHub ships prometheus_client; /hub/metrics then shows the query rate.
@@ -172,12 +174,18 @@ class HTCondorQueue(SingletonConfigurable):
 
     def __init__(self, client: Any = None, **kwargs):
         super().__init__(**kwargs)
+        # Two lanes: queries (at most one in flight) and actions (submit, remove), so that a user's stop is
+        # not stuck behind a slow query. Each is a worker process owning the bindings; a `client` given
+        # here (tests) is called in threads instead.
         self._client = client
-        # One thread for queries (at most one in flight), two for submissions and removals so that a
-        # user's stop is not stuck behind a slow query.
-        self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="condorhub-query")
-        self._action_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="condorhub-action")
+        self._threads = (
+            {lane: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"condorhub-{lane}") for lane in ("query", "action")}
+            if client is not None
+            else {}
+        )
+        self._lanes: dict[str, WorkerLane] = {}
         self._query_in_flight: asyncio.Future | None = None
+        self._query_started_at = 0.0
 
         self.jobs: dict[str, Job] = {}  # this hub's jobs, by id, as of the last successful refresh
         self.idle: list[Job] = []  # every idle job in the schedd that may be ahead of ours
@@ -200,19 +208,51 @@ class HTCondorQueue(SingletonConfigurable):
 
     # -- setup ----------------------------------------------------------------------------------------
 
-    @property
-    def client(self):
-        if self._client is None:
-            configure_htcondor(
-                self.condor_config or None, self.collector or None, self.token_file or None, self.private_dir
-            )
-            self._client = CondorClient(collector=self.collector or None, schedd=self.schedd or None)
-        return self._client
+    def _lane(self, name: str) -> WorkerLane:
+        if name not in self._lanes:
+            settings = {
+                "condor_config": self.condor_config or None,
+                "collector": self.collector or None,
+                "schedd": self.schedd or None,
+                "token_file": self.token_file or None,
+                "private_dir": self.private_dir,
+            }
+            self._lanes[name] = WorkerLane(name, settings)
+        return self._lanes[name]
+
+    def _submit_call(self, lane: str, method: str, *args) -> asyncio.Future:
+        """Start ``client.<method>(*args)`` in ``lane``; an asyncio future of its result."""
+        if self._client is not None:
+            call = functools.partial(getattr(self._client, method), *args)
+            return asyncio.get_running_loop().run_in_executor(self._threads[lane], call)
+        return asyncio.wrap_future(self._lane(lane).call(method, *args))
+
+    async def _call(self, lane: str, method: str, *args):
+        """Run a client call in ``lane`` with the query timeout; a call that times out costs its worker
+        process (killed, replaced at the next call), never the hub."""
+        try:
+            return await asyncio.wait_for(self._submit_call(lane, method, *args), self.query_timeout)
+        except asyncio.TimeoutError:
+            self._restart_lane(lane)
+            raise
+        except BrokenExecutor as err:
+            self._restart_lane(lane)
+            raise CondorClientError(f"the HTCondor client process died ({err})") from None
+
+    def _restart_lane(self, lane: str) -> None:
+        if self._client is None and lane in self._lanes:
+            self.log.warning("Replacing the HTCondor client process (%s): a call did not return", lane)
+            self._lanes.pop(lane).restart()
 
     def start(self) -> None:
         """Run the refresh loop on the current event loop (idempotent)."""
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
+            if self._client is None:
+                # Start the worker processes now (importing the bindings takes a moment), not at the
+                # first spawn.
+                for lane in ("query", "action"):
+                    self._lane(lane).call("ping")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -221,8 +261,11 @@ class HTCondorQueue(SingletonConfigurable):
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        self._query_pool.shutdown(wait=False, cancel_futures=True)
-        self._action_pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._threads.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        for lane in self._lanes.values():
+            lane.close()
+        self._lanes.clear()
 
     # -- what spawners read ---------------------------------------------------------------------------
 
@@ -295,7 +338,7 @@ class HTCondorQueue(SingletonConfigurable):
         """Why a job that left the queue ended, from the schedd's history (one query, only for a job
         that vanished between two refreshes: a removed running job is usually gone before it is seen)."""
         try:
-            ads = await self._call(self._query_pool, self.client.job_history, job_id)
+            ads = await self._call("action", "job_history", job_id)
         except (CondorClientError, asyncio.TimeoutError):
             ads = []
         if not ads:
@@ -314,15 +357,10 @@ class HTCondorQueue(SingletonConfigurable):
 
     # -- actions --------------------------------------------------------------------------------------
 
-    async def _call(self, pool: ThreadPoolExecutor, fn, *args):
-        loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), self.query_timeout)
-
     async def submit(self, description: dict[str, str]) -> str:
         """Submit one job (off the event loop); returns its id. Raises CondorClientError with the reason."""
-        client = await asyncio.get_running_loop().run_in_executor(self._action_pool, lambda: self.client)
         try:
-            return await self._call(self._action_pool, client.submit, description)
+            return await self._call("action", "submit", dict(description))
         except asyncio.TimeoutError:
             # The schedd may still commit it; a later sweep removes it if no server claims it.
             raise CondorClientError(
@@ -336,7 +374,7 @@ class HTCondorQueue(SingletonConfigurable):
         if not ids:
             return True
         try:
-            await self._call(self._action_pool, self.client.remove, ids, reason)
+            await self._call("action", "remove", ids, reason)
         except (CondorClientError, asyncio.TimeoutError) as err:
             self.log.warning("Removing HTCondor job(s) %s failed (%s); will retry", ", ".join(ids), err or "timeout")
             for job_id in ids:
@@ -394,14 +432,22 @@ class HTCondorQueue(SingletonConfigurable):
         started = time.monotonic()
         self._last_query_at = started
         try:
-            if self._query_in_flight is not None and not self._query_in_flight.done():
-                raise CondorClientError("the previous schedd query has not returned yet")
-            loop = asyncio.get_running_loop()
-            client = await loop.run_in_executor(self._action_pool, lambda: self.client)
-            self._query_in_flight = loop.run_in_executor(self._query_pool, client.query_jobs, self._constraint())
+            in_flight = self._query_in_flight
+            if in_flight is not None and not in_flight.done():
+                if time.monotonic() - self._query_started_at < 3 * self.query_timeout:
+                    # Never a second query while one hangs: an overloaded schedd gets no pile-up (#178).
+                    raise CondorClientError("the previous schedd query has not returned yet")
+                # Hung for good inside the bindings: only killing its process ends it.
+                self._restart_lane("query")
+            self._query_started_at = time.monotonic()
+            self._query_in_flight = self._submit_call("query", "query_jobs", self._constraint())
             self.stats["schedd_queries"] += 1
             _count(SCHEDD_QUERIES)
-            ads = await asyncio.wait_for(asyncio.shield(self._query_in_flight), self.query_timeout)
+            try:
+                ads = await asyncio.wait_for(asyncio.shield(self._query_in_flight), self.query_timeout)
+            except BrokenExecutor as err:
+                self._restart_lane("query")
+                raise CondorClientError(f"the HTCondor client process died ({err})") from None
             jobs = [Job.from_ad(ad) for ad in ads]
             mine = {job.id: job for job in jobs if job.hub == self.hub_id}
             idle = [job for job in jobs if job.status == IDLE]
@@ -410,10 +456,8 @@ class HTCondorQueue(SingletonConfigurable):
                 self.stats["collector_queries"] += 1
                 _count(COLLECTOR_QUERIES)
                 try:
-                    slots = await asyncio.wait_for(
-                        loop.run_in_executor(self._query_pool, client.query_slots), self.query_timeout
-                    )
-                except (CondorClientError, asyncio.TimeoutError) as err:
+                    slots = await asyncio.wait_for(self._submit_call("query", "query_slots"), self.query_timeout)
+                except (CondorClientError, BrokenExecutor, asyncio.TimeoutError) as err:
                     # Only the explanation of waiting suffers; the job states are fine.
                     self.log.warning("Collector query for free slots failed: %s", err or "timeout")
         except (CondorClientError, asyncio.TimeoutError) as err:
