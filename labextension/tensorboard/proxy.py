@@ -49,22 +49,25 @@ class TensorBoardProxyBase(ExtensionHandlerMixin, JupyterHandler):
 
     def check_xsrf_cookie(self):
         """TensorBoard's own scripts (fetch GET/POST) cannot send Jupyter's XSRF token; accept a request
-        only when the browser says it comes from this same origin (Sec-Fetch-Site, else Origin/Referer).
+        only when the browser says it comes from this same origin (Sec-Fetch-Site, else the Referer).
 
         A cross-site page can neither set those headers nor read the answers, so this keeps the CSRF
         protection the token gives. JupyterHub's cookie check calls this override (it patches only
-        jupyter_server's and tornado's own methods).
+        jupyter_server's and tornado's own methods) before it accepts the cookie, and so does
+        JupyterHandler.prepare for every non-GET request after authentication.
         """
-        if not hasattr(self, "_jupyter_current_user"):
-            return  # tornado asks before authentication; JupyterHandler.prepare asks again after it
-        if self.token_authenticated or self.settings.get("disable_check_xsrf", False):
-            return  # not a browser's cookie: no cross-site request to guard against
         site = self.request.headers.get("Sec-Fetch-Site")
-        if site in ("same-origin", "none"):
+        if site in ("same-origin", "none"):  # "none": the user typed the URL or opened a bookmark
             return
-        if site is None and self.check_referer():
-            return
-        raise web.HTTPError(403, "TensorBoard requests must come from this server's own pages (cross-site request refused)")
+        if site is not None:  # a browser says another site made this request
+            raise web.HTTPError(403, "TensorBoard requests must come from this server's own pages (cross-site request refused)")
+        # No Sec-Fetch-Site: not a browser (or an old one). Decide once the user is known.
+        if not hasattr(self, "_jupyter_current_user"):
+            return  # asked before authentication (tornado); JupyterHandler.prepare asks again after it
+        if self.token_authenticated or self.settings.get("disable_check_xsrf", False):
+            return  # a token, not a browser's cookie: no cross-site request to guard against
+        if not self.check_referer():
+            raise web.HTTPError(403, "TensorBoard requests must come from this server's own pages (cross-site request refused)")
 
     def _upstream_path(self, rest: str | None) -> str:
         path = rest or "/"
