@@ -197,6 +197,13 @@ def test_tensorboard_starts_from_the_file_browser_shows_its_ui_and_stops(hub, bo
         time.sleep(1)  # let the charts draw for the screenshot
         screenshot(page, "tensorboard-tab")
 
+        # With bob's cookies: his own pages may fetch TensorBoard's data, another site may not.
+        data = src + "data/runs"
+        same = page.request.get(data, headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}, max_redirects=0)
+        assert same.status == 200 and sorted(same.json()) == ["lr_0.01", "lr_0.1"]
+        cross = page.request.get(data, headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}, max_redirects=0)
+        assert cross.status in (302, 403) and "lr_0.1" not in cross.text()
+
         mine = {pid: cmd for pid, cmd in tensorboard_children().items() if pid not in before and logs in cmd}
         assert len(mine) == 1, mine
         (pid,) = mine
