@@ -8,8 +8,8 @@ copies it (``cp -a``) into a scratch folder, so each apply starts from the same 
 run installs leaks into the next.
 
 Inside the copy, for the run: ``/proc``, ``/dev`` (+ ``/dev/pts``, a fresh ``/dev/shm``), a tmpfs on
-``/run``, and the host's download caches (apt archives of trixie, pip, npm) bind-mounted at the same paths
-they have on the host, so a warm run downloads almost nothing. ``policy-rc.d`` (exit 101) keeps package
+``/run``, the cached trixie ``.deb`` files hard-linked into its apt archives (new ones are linked back at
+teardown), and the host's pip and npm caches bind-mounted at their host paths. ``policy-rc.d`` (exit 101) keeps package
 scripts from starting daemons: the root has no systemd, the roles run with
 ``condorhub_service_manager: none``, and the test starts the daemons from the scripts the roles rendered.
 Teardown kills every process whose root is the copy, unmounts everything under it and removes it.
@@ -135,9 +135,17 @@ class TargetRoot:
         self._mount(["-t", "tmpfs", "-o", "mode=755,size=64m", "tmpfs"], root / "run")
         (root / "run/lock").mkdir(mode=0o1777, exist_ok=True)
         # Download caches at the host's paths (the test's extra vars point pip and npm at them).
-        for cache in (CACHE_DIR / f"apt-{wr.SUITE}" / "archives", CACHE_DIR / "pip", CACHE_DIR / "npm"):
+        for cache in (CACHE_DIR / "pip", CACHE_DIR / "npm"):
             cache.mkdir(parents=True, exist_ok=True)
-        self._mount(["--bind", str(CACHE_DIR / f"apt-{wr.SUITE}" / "archives")], root / "var/cache/apt/archives")
+        # The .deb cache: hard links into the root's own archives folder (not a bind mount: apt locks that
+        # folder, and the HTCondor pool's root build may be using the shared one at the same moment);
+        # what the run downloads is linked back at teardown.
+        self.apt_cache = CACHE_DIR / f"apt-{wr.SUITE}" / "archives"
+        archives = root / "var/cache/apt/archives"
+        (archives / "partial").mkdir(parents=True, exist_ok=True)
+        for deb in self.apt_cache.glob("*.deb"):
+            if not (archives / deb.name).exists():
+                os.link(deb, archives / deb.name)
         self._mount(["--bind", str(CACHE_DIR / "pip")], root / str(CACHE_DIR / "pip").lstrip("/"))
         self._mount(["--bind", str(CACHE_DIR / "npm")], root / str(CACHE_DIR / "npm").lstrip("/"))
         # Name resolution and the host's CA bundle (a site may intercept TLS with its own CA) for apt,
@@ -150,6 +158,11 @@ class TargetRoot:
     def destroy(self) -> list[str]:
         """Stop everything running in the root, unmount, remove. Returns problems (empty when clean)."""
         problems = []
+        archives = self.path / "var/cache/apt/archives"
+        for deb in archives.glob("*.deb") if getattr(self, "apt_cache", None) else []:
+            with contextlib.suppress(OSError):
+                if not (self.apt_cache / deb.name).exists():
+                    os.link(deb, self.apt_cache / deb.name)
         left = _kill_root_processes(self.path, lambda msg: None)
         if left:
             problems.append(f"processes still running in {self.path}: {left}")

@@ -254,6 +254,26 @@ def wait_for_pool(root: Path, gpus: int = 2, timeout: float = 120) -> str:
         time.sleep(1)
 
 
+def wait_for_user(root: Path, user: str, workdir: Path, timeout: float = 30) -> None:
+    """LDAP users resolve through nslcd (StartTLS to the playbook's slapd, bound as cn=nslcd)."""
+    deadline = time.monotonic() + timeout
+    while in_root(root, "getent", "passwd", user, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            logs = {p.name: p.read_text(errors="replace")[-1500:] for p in workdir.glob("*-slapd.log")}
+            logs |= {p.name: p.read_text(errors="replace")[-1500:] for p in workdir.glob("*-nslcd.log")}
+            raise AssertionError(f"{user} does not resolve through NSS (nslcd -> slapd) in the root:\n{logs}")
+        time.sleep(0.5)
+
+
+def keep_logs(workdir: Path) -> None:
+    """The playbook runs' and the daemons' logs, for a look after the run (test-artifacts/ansible/)."""
+    dest = REPO / "test-artifacts" / "ansible"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for log in workdir.glob("*.log"):
+        shutil.copy(log, dest / log.name)
+
+
 # ------------------------------------------------------------------------------------- fixture
 
 
@@ -268,24 +288,33 @@ def deployment(ansible_base_root):
         vars_file = workdir / "test-vars.json"
         vars_file.write_text(json.dumps(deployment_vars(root, wheel, ports), indent=2))
         info = {"root": root, "workdir": workdir, "vars_file": vars_file, "ports": ports, "target": target}
+        try:
+            yield from _deploy(info)
+        finally:
+            keep_logs(workdir)
 
-        # A typo in a choice must stop everything before the first change (argument_specs, first play).
-        info["bad"] = run_playbook(workdir, vars_file, "-e", "htcondor_security=kerberos", timeout=300)
-        info["bad_left_condor"] = (root / "etc/condor").exists()
 
-        first = run_playbook(workdir, vars_file)
-        info["first"] = first
-        print(f"\nansible: first apply {first.seconds:.0f}s, recap {first.recap} (log {first.log})")
-        assert first.rc == 0 and first.recap["failed"] == 0, (
-            f"the first ansible-playbook run failed (rc {first.rc}):\n{first.output[-6000:]}")
-        # Homes exist before people log in (on a cluster: the NFS server's; pam_mkhomedir or an admin).
-        for user in DEMO_USERS:
-            home = root / "home" / user.uid
-            home.mkdir(mode=0o755, exist_ok=True)
-            os.chown(home, user.uid_number, user.gid_number)
-        info["services"] = start_services(root, workdir)
-        info["slots"] = wait_for_pool(root)
-        yield info
+def _deploy(info: dict):
+    """Bad-setting run, first apply, homes, daemons started from the rendered scripts."""
+    root, workdir, vars_file = info["root"], info["workdir"], info["vars_file"]
+    # A typo in a choice must stop everything before the first change (argument_specs, first play).
+    info["bad"] = run_playbook(workdir, vars_file, "-e", "htcondor_security=kerberos", timeout=300)
+    info["bad_left_condor"] = (root / "etc/condor").exists()
+
+    first = run_playbook(workdir, vars_file)
+    info["first"] = first
+    print(f"\nansible: first apply {first.seconds:.0f}s, recap {first.recap} (log {first.log})")
+    assert first.rc == 0 and first.recap["failed"] == 0, (
+        f"the first ansible-playbook run failed (rc {first.rc}):\n{first.output[-6000:]}")
+    # Homes exist before people log in (on a cluster: the NFS server's; pam_mkhomedir or an admin).
+    for user in DEMO_USERS:
+        home = root / "home" / user.uid
+        home.mkdir(mode=0o755, exist_ok=True)
+        os.chown(home, user.uid_number, user.gid_number)
+    info["services"] = start_services(root, workdir)
+    wait_for_user(root, "alice", workdir)
+    info["slots"] = wait_for_pool(root)
+    yield info
 
 
 # ------------------------------------------------------------------------------------- tests
@@ -346,6 +375,8 @@ def test_alice_logs_in_over_https_and_gets_a_gpu_server_on_the_pool(deployment):
     client = HubClient(url)
     # The self-signed certificate the playbook made is what the client trusts, nothing else.
     client.http.verify = str(root / "etc/condorhub/tls/condorhub.crt")
+    # ... also not a CA bundle from the environment (requests lets REQUESTS_CA_BUNDLE override `verify`).
+    client.http.trust_env = False
     alice = next(u for u in DEMO_USERS if u.uid == "alice")
     page = client.login("alice", alice.password, follow=False)
     assert client.logged_in_as() == "alice", f"login failed: {page.status_code} {page.text[:500]}"
