@@ -15,7 +15,7 @@ import numpy as np
 
 from .branches import Branch
 from .errors import SpecsError
-from .pad import Slots, offsets_and_content
+from .pad import Slots
 from .specs import Specs
 
 
@@ -99,31 +99,33 @@ class Encoder:
         if scale != 1.0:
             out *= np.float32(scale)
 
-    def encode(self, arrays: dict) -> tuple[np.ndarray, np.ndarray]:
-        """(features (n, width) float32, mask (n, mask_width) bool) for a dict of branch arrays.
+    def encode(self, columns: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(features (n, width) float32, mask (n, mask_width) bool) for {name: Column} of one chunk.
 
         Both are built feature-major, (width, n), and returned transposed (Fortran-ordered views): each
-        branch then writes contiguous memory (see :mod:`condorhub.data.pad`).
+        branch then writes contiguous memory (see :mod:`condorhub.data.pad`). Values may arrive in the
+        file's byte order: the cast to float32 inside the normalization converts them in the same pass.
         """
         blocks = self.layout.blocks
-        n = len(arrays[blocks[0].branch.name])
+        n = len(columns[blocks[0].branch.name])
         xt = np.empty((self.layout.width, n), dtype=np.float32)
         maskt = np.empty((self.layout.mask_width, n), dtype=bool)
         slots_cache: list[tuple[np.ndarray, int, Slots]] = []
         for blk in blocks:
             name = blk.branch.name
+            column = columns[name]
             if not blk.branch.jagged:
-                self._normalize_into(name, np.asarray(arrays[name]), xt[blk.start])
+                self._normalize_into(name, column.values, xt[blk.start])
                 continue
-            offsets, content = offsets_and_content(arrays[name])
-            slots = self._slots(slots_cache, offsets, blk.length)
-            kept = content if slots.keep is None else content[slots.keep]
+            slots = self._slots(slots_cache, column.offsets, blk.length)
+            kept = column.values if slots.keep is None else column.values[slots.keep]
             values = np.empty(len(kept), dtype=np.float32)
             self._normalize_into(name, kept, values)
             # padding is written after normalization: a padded slot is exactly pad_value
             slots.fill(xt[blk.start : blk.start + blk.length], values, self.pad_value)
             maskt[blk.mask_start : blk.mask_start + blk.length] = slots.mask
         return xt.T, maskt.T
+
     @staticmethod
     def _slots(cache: list, offsets: np.ndarray, length: int) -> Slots:
         """Slots for these offsets, shared by the branches of one collection (same counter branch)."""

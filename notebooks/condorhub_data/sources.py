@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +25,30 @@ from .errors import (
 )
 
 REMOTE_SCHEMES = ("root://", "xroot://")
+
+
+def _load_xrootd_client() -> None:
+    """Import the XRootD client with RTLD_DEEPBIND, once, so it binds to its own OpenSSL.
+
+    TensorFlow loads libtensorflow_framework globally, and that library exports BoringSSL's CRYPTO_*
+    symbols: an XRootD client loaded after it binds its TLS set-up to them and crashes the process
+    (SIGSEGV in CRYPTO_get_ex_new_index from libXrdUtils' static initializer). Students import
+    tensorflow first, so the order cannot be left to them. Loading it here, at import of condorhub.data,
+    with the client's own symbols placed first, works in either order.
+    """
+    if "XRootD.client" in sys.modules:
+        return
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | os.RTLD_NOW | os.RTLD_DEEPBIND)
+    try:
+        import XRootD.client  # noqa: F401
+    except ImportError:  # reported when a root:// URL is used (_check_remote_client)
+        pass
+    finally:
+        sys.setdlopenflags(flags)
+
+
+_load_xrootd_client()
 
 # What uproot and its decompressors raise for bytes that are not what the ROOT format promises.
 _DECODE_ERRORS = (ValueError, zlib.error, EOFError, IndexError, AssertionError, OverflowError)

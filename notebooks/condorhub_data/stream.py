@@ -22,8 +22,8 @@ from . import branches as branch_sel
 from .encode import Encoder, Layout
 from .errors import LabelMismatchError
 from .mixing import Piece, plan, quotas
-from .pad import offsets_and_content
-from .sources import open_tree, read_arrays
+from .reader import Column, read_columns
+from .sources import open_tree
 from .specs import METHODS, BranchStats, Specs
 
 
@@ -158,8 +158,8 @@ class RootStream:
         """Events in one epoch."""
         return sum(self.quota)
 
-    def read(self, piece: Piece) -> dict:
-        return read_arrays(self.trees[piece.file], self.names, piece.start, piece.stop)
+    def read(self, piece: Piece) -> dict[str, Column]:
+        return read_columns(self.trees[piece.file], self.branches, piece.start, piece.stop)
 
     def fit_specs(self, progress: bool = False) -> Specs:
         """First pass: statistics of every selected branch over the events of an epoch; kept as ``self.specs``."""
@@ -169,14 +169,11 @@ class RootStream:
         pieces = [p for chunk in plan(self.entries, self.quota, self.chunk_size, clusters=self._clusters) for p in chunk]
         bar = _progress(progress, total=sum(p.size for p in pieces), desc="specs (first pass)")
         for piece in pieces:
-            arrays = self.read(piece)
+            columns = self.read(piece)
             for b in self.branches:
-                if b.jagged:
-                    offsets, content = offsets_and_content(arrays[b.name])
-                    longest = int(np.diff(offsets).max()) if len(offsets) > 1 else 0
-                    specs.branches[b.name].add(content, longest)
-                else:
-                    specs.branches[b.name].add(np.asarray(arrays[b.name]))
+                column = columns[b.name]
+                longest = int(np.diff(column.offsets).max()) if b.jagged and len(column) else 0
+                specs.branches[b.name].add(column.values, longest)
             specs.n_events += piece.size
             bar.update(piece.size)
         bar.close()

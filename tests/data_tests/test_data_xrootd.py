@@ -52,3 +52,22 @@ def test_server_not_running_is_a_clear_error():
         port = s.getsockname()[1]
     with pytest.raises(RemoteAccessError, match=r"cannot connect to 127.0.0.1:\d+ \(Connection refused\); is the server up"):
         RootStream(f"root://127.0.0.1:{port}//data/a.root", timeout=5)
+
+
+def test_remote_read_after_importing_tensorflow_first(xrootd, mix_files):
+    """A notebook imports tensorflow, then reads root:// files: TensorFlow's BoringSSL symbols must not
+    capture the XRootD client's OpenSSL (that crashed the kernel with SIGSEGV before condorhub.data loaded
+    the client with RTLD_DEEPBIND). A fresh interpreter makes the import order certain."""
+    import subprocess
+    import sys
+
+    code = (
+        "import tensorflow\n"
+        "from condorhub.data import RootStream\n"
+        f"s = RootStream({xrootd.url(mix_files['a'])!r}, branches=['event'], normalize='none')\n"
+        "print(sum(len(c) for c in s.chunks()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "3000"
