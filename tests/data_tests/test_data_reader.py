@@ -23,4 +23,3 @@ def test_direct_read_equals_uproot_arrays(data_dir, start, stop):
         np.testing.assert_array_equal(got.values.astype(want.values.dtype), want.values)
         if b.jagged:
             np.testing.assert_array_equal(got.offsets, want.offsets)
-        assert got.values.dtype.byteorder in ">|"  # left in the file's byte order: converted while normalizing
