@@ -7,8 +7,10 @@ localhost only (xrd.allow).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
+import signal
 import shutil
 import socket
 import subprocess
@@ -21,6 +23,13 @@ XROOTD = "/usr/bin/xrootd"
 
 class XRootDServerError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, even by SIGKILL or a crash, so no server
+    outlives its test run. Runs after the switch to the xrootd user (a uid change clears this setting)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -69,7 +78,7 @@ class XRootDServer:
             user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         self.proc = subprocess.Popen(
             [XROOTD, "-I", "v4", "-p", str(self.port), "-c", str(config), "-l", str(log), "-n", "condorhub-test"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.workdir, **user,
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.workdir, preexec_fn=_die_with_parent, **user,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
