@@ -44,6 +44,19 @@ class Column:
         return cls(ak.to_numpy(array) if isinstance(array, ak.Array) else np.asarray(array), None)
 
 
+def concat(columns: list[Column]) -> Column:
+    """One column from the same branch of consecutive pieces (several files of one chunk)."""
+    if len(columns) == 1:
+        return columns[0]
+    values = np.concatenate([c.values for c in columns])
+    if columns[0].offsets is None:
+        return Column(values, None)
+    counts = np.concatenate([np.diff(c.offsets) for c in columns])
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return Column(values, offsets)
+
+
 def _direct_dtype(branch) -> np.dtype | None:
     """The stored dtype when the branch's baskets are plain numbers we can view directly, else None."""
     interp = branch.interpretation

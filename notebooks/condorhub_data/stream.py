@@ -13,6 +13,7 @@ Only one chunk is in memory at a time: memory follows ``chunk_size``, not the si
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
@@ -22,7 +23,7 @@ from . import branches as branch_sel
 from .encode import Encoder, Layout
 from .errors import LabelMismatchError
 from .mixing import Piece, plan, quotas
-from .reader import Column, read_columns
+from .reader import Column, concat, read_columns
 from .sources import open_tree
 from .specs import METHODS, BranchStats, Specs
 
@@ -199,33 +200,48 @@ class RootStream:
         return plan(self.entries, self.quota, self.chunk_size, epoch=epoch, shuffle=shuffle, seed=self.seed,
                     clusters=self._clusters)
 
-    def chunks(self, epoch: int = 0, shuffle: bool = True) -> Iterator[Chunk]:
-        """The chunks of one epoch: each mixes all files in proportion; rows shuffled when ``shuffle``."""
+    def _read_chunk(self, pieces: list[Piece]) -> tuple[dict[str, Column], np.ndarray | None]:
+        """All pieces of one chunk as one set of columns, and the label of every row."""
+        parts = [self.read(p) for p in pieces]
+        columns = {name: concat([part[name] for part in parts]) for name in self.names}
+        labels = None
+        if self._label_index is not None:
+            labels = np.repeat(np.array([self._label_index[p.file] for p in pieces], dtype=np.int32),
+                               [p.size for p in pieces])
+        return columns, labels
+
+    def chunks(self, epoch: int = 0, shuffle: bool = True, prefetch: bool = True) -> Iterator[Chunk]:
+        """The chunks of one epoch: each mixes all files in proportion; rows shuffled when ``shuffle``.
+
+        With ``prefetch`` a worker thread reads (and decompresses) the next chunk while this one is
+        encoded and consumed: decompression and numpy release the GIL, so on two cores the two overlap.
+        """
         encoder = self.encoder
         rng = np.random.default_rng([self.seed, epoch, 1])
-        for pieces in self.plan(epoch, shuffle):
-            xs, masks, ys = [], [], []
-            for piece in pieces:
-                x, mask = encoder.encode(self.read(piece))
-                xs.append(x)
-                masks.append(mask)
-                if self._label_index is not None:
-                    ys.append(np.full(piece.size, self._label_index[piece.file], dtype=np.int32))
-            x, mask = _concat(xs), _concat(masks)
-            y = _concat(ys) if ys else None
-            if shuffle:
-                order = rng.permutation(len(x))
-                x, mask = x[order], mask[order]
-                y = y[order] if y is not None else None
-            yield Chunk(x, mask, y)
+        plan = self.plan(epoch, shuffle)
+        if not plan:
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="condorhub-data-read") if prefetch else None
+        try:
+            pending = pool.submit(self._read_chunk, plan[0]) if pool else None
+            for k, pieces in enumerate(plan):
+                columns, y = pending.result() if pool else self._read_chunk(pieces)
+                if pool and k + 1 < len(plan):
+                    pending = pool.submit(self._read_chunk, plan[k + 1])
+                x, mask = encoder.encode(columns)
+                del columns
+                if shuffle:
+                    order = rng.permutation(len(x))
+                    x, mask = x[order], mask[order]
+                    y = y[order] if y is not None else None
+                yield Chunk(x, mask, y)
+        finally:
+            if pool:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def __repr__(self) -> str:
         return (f"RootStream({len(self.files)} files, tree {self.tree_name!r}, {len(self.branches)} branches, "
                 f"{self.num_events} events/epoch, classes {self.classes})")
-
-
-def _concat(arrays: list[np.ndarray]) -> np.ndarray:
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 class _NoBar:
