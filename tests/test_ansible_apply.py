@@ -129,7 +129,7 @@ def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
         "condorhub_pip_environment": {"PIP_CACHE_DIR": str(CACHE_DIR / "pip"), "PIP_CERT": ROOT_CA,
                                       "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180"},
         "condorhub_ldap_base": base,
-        "condorhub_ldap_uri": f"ldap://127.0.0.1:{ports['ldap']}",
+        "condorhub_ldap_uri": f"ldap://localhost:{ports['ldap']}",
         "condorhub_ldap_admin_password": secrets.token_urlsafe(16),
         "condorhub_ldap_readonly_password": secrets.token_urlsafe(16),
         "openldap_server_port": ports["ldap"],
@@ -337,6 +337,9 @@ def test_first_apply_renders_every_service(deployment):
     exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1)
     script = (root / "etc/condorhub/services.d/40-condorhub-hub").read_text()
     assert f"exec {exec_start}" in script
+    # Before the hub starts, its HTCondor identity gets its queue user record (see the script's comment).
+    assert "ExecStartPre=/usr/local/sbin/condorhub-register-hub-identity" in unit
+    assert "\n/usr/local/sbin/condorhub-register-hub-identity\n" in script
     # The site file the hub runs with passed condorhub's own check, and names what the inventory said.
     check = in_root(root, "/opt/condorhub/venv/bin/condorhub", "config", "check", "--site", "/etc/condorhub/site.yaml")
     assert "site file is valid" in check.stdout

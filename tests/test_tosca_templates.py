@@ -189,12 +189,8 @@ def test_generated_inventory_passes_every_roles_argument_specs(tmp_path):
     assert out.returncode == 0, out.stderr
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(out.stdout)
-    # The generated inventory carries only what the template decides; the hub's wheel and certificate
-    # paths are the operator's (an extra vars file, as in the README).
+    # The generated inventory carries what the template decides; the wheel is the operator's (README).
     extra = _write(tmp_path / "site-vars.yaml", {"condorhub_wheel": "/tmp/condorhub.whl",
-                                                  "condorhub_tls_cert": "/etc/ssl/certs/hub.pem",
-                                                  "condorhub_tls_key": "/etc/ssl/private/hub.key",
-                                                  "condorhub_role_groups": {"students": "student"},
                                                   "ansible_connection": "local"})
     proc = _validate(inventory, extra, tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:]
