@@ -4,9 +4,8 @@ Every method here blocks (the bindings talk to the daemons synchronously). Worse
 Python's GIL in some network paths: a query to a schedd that stopped answering (a "resume session"
 handshake waiting for its timeout) froze every thread of the process, the hub's event loop included, for
 20 s in our tests. A thread executor is therefore not enough: :class:`WorkerLane` runs the client in a
-separate **worker process** (``spawn``, no inherited threads or locks) and the hub only waits on a pipe.
-A hung call costs a worker process, never the hub; the queue view kills and replaces a worker whose call
-does not return.
+separate **worker process** (:mod:`.worker`, which imports neither JupyterHub nor anything of the hub) and
+the hub only awaits a pipe. A hung call costs a worker process, never the hub: it is killed and replaced.
 
 It knows nothing of JupyterHub: plain dicts in, plain dicts out, which also keeps the queue logic
 testable with a fake client.
@@ -19,8 +18,11 @@ then names.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -244,63 +246,72 @@ class CondorClient:
 
 # -- the worker process ------------------------------------------------------------------------------
 
-_worker_client: CondorClient | None = None
-
-
-def _worker_init(settings: dict) -> None:
-    """Runs once in each worker process: configure the bindings there, not in the hub."""
-    global _worker_client
-    configure_htcondor(
-        settings.get("condor_config"), settings.get("collector"), settings.get("token_file"), settings.get("private_dir")
-    )
-    _worker_client = CondorClient(collector=settings.get("collector"), schedd=settings.get("schedd"))
-
-
-def _worker_call(method: str, args: tuple):
-    if method == "ping":
-        return os.getpid()
-    return getattr(_worker_client, method)(*args)
-
 
 class WorkerLane:
-    """One worker process that runs :class:`CondorClient` calls, one at a time.
+    """One worker process (:mod:`.worker`) that runs :class:`CondorClient` calls, one at a time.
 
-    ``call`` returns a concurrent.futures.Future (wrap it with ``asyncio.wrap_future``). ``restart`` kills
-    the process (a call hung inside the bindings cannot be interrupted any other way) and starts anew.
+    Async all the way: the hub writes a JSON line to the worker's stdin and awaits its answer on stdout,
+    so no thread of the hub ever sits inside the bindings. A call that does not answer within its timeout
+    kills the worker (a call stuck inside the bindings cannot be interrupted any other way); the next call
+    starts a fresh one.
     """
 
-    def __init__(self, name: str, settings: dict):
+    # A query of a big queue is one long JSON line.
+    LINE_LIMIT = 256 * 1024 * 1024
+
+    def __init__(self, name: str, settings: dict, log=None):
         self.name = name
         self.settings = dict(settings)
-        self._executor = None
+        self.log = log
+        self._proc = None
+        self._lock = None
 
-    def _ensure(self):
-        if self._executor is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._executor = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init,
-                initargs=(self.settings,),
+    async def _ensure(self):
+        if self._proc is None or self._proc.returncode is not None:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "condorhub.spawner.condor.worker",
+                json.dumps(self.settings),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=self.LINE_LIMIT,
+                # Its own process group: a hub stopped with Ctrl-C or SIGTERM to its group is not affected
+                # differently, but a kill() here never reaches the hub.
+                start_new_session=True,
             )
-        return self._executor
+        return self._proc
 
-    def call(self, method: str, *args):
-        return self._ensure().submit(_worker_call, method, args)
-
-    def restart(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        # ProcessPoolExecutor has no way to stop a busy worker; its processes are reachable only here.
-        for process in list(getattr(executor, "_processes", {}).values()):
+    async def call(self, method: str, *args, timeout: float):
+        """``CondorClient.<method>(*args)`` in the worker; raises CondorClientError or TimeoutError."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            proc = await self._ensure()
             try:
-                process.kill()
-            except Exception:
-                pass
-        executor.shutdown(wait=False, cancel_futures=True)
+                proc.stdin.write((json.dumps({"method": method, "args": list(args)}) + "\n").encode())
+                await proc.stdin.drain()
+                line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+            except asyncio.TimeoutError:
+                self.kill()
+                raise
+            except (ConnectionError, BrokenPipeError) as err:
+                self.kill()
+                raise CondorClientError(f"the HTCondor client process ({self.name}) died: {err}") from None
+            if not line:
+                self.kill()
+                raise CondorClientError(f"the HTCondor client process ({self.name}) exited; see the hub log")
+            reply = json.loads(line)
+            if "error" in reply:
+                raise CondorClientError(reply["error"])
+            return reply["result"]
 
-    def close(self) -> None:
-        self.restart()
+    def kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+
+    close = kill

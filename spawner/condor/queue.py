@@ -26,7 +26,7 @@ import functools
 import socket
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from traitlets import Float, Unicode, default
@@ -217,32 +217,21 @@ class HTCondorQueue(SingletonConfigurable):
                 "token_file": self.token_file or None,
                 "private_dir": self.private_dir,
             }
-            self._lanes[name] = WorkerLane(name, settings)
+            self._lanes[name] = WorkerLane(name, settings, log=self.log)
         return self._lanes[name]
 
-    def _submit_call(self, lane: str, method: str, *args) -> asyncio.Future:
-        """Start ``client.<method>(*args)`` in ``lane``; an asyncio future of its result."""
+    def _start_call(self, lane: str, method: str, *args, timeout: float) -> asyncio.Future:
+        """Start ``client.<method>(*args)`` in ``lane``; a future of its result. The lane's worker process
+        is killed if it has not answered after ``timeout`` seconds."""
         if self._client is not None:
             call = functools.partial(getattr(self._client, method), *args)
             return asyncio.get_running_loop().run_in_executor(self._threads[lane], call)
-        return asyncio.wrap_future(self._lane(lane).call(method, *args))
+        return asyncio.ensure_future(self._lane(lane).call(method, *args, timeout=timeout))
 
     async def _call(self, lane: str, method: str, *args):
-        """Run a client call in ``lane`` with the query timeout; a call that times out costs its worker
-        process (killed, replaced at the next call), never the hub."""
-        try:
-            return await asyncio.wait_for(self._submit_call(lane, method, *args), self.query_timeout)
-        except asyncio.TimeoutError:
-            self._restart_lane(lane)
-            raise
-        except BrokenExecutor as err:
-            self._restart_lane(lane)
-            raise CondorClientError(f"the HTCondor client process died ({err})") from None
-
-    def _restart_lane(self, lane: str) -> None:
-        if self._client is None and lane in self._lanes:
-            self.log.warning("Replacing the HTCondor client process (%s): a call did not return", lane)
-            self._lanes.pop(lane).restart()
+        """A client call in ``lane`` with the query timeout (submissions, removals, history)."""
+        future = self._start_call(lane, method, *args, timeout=self.query_timeout)
+        return await asyncio.wait_for(future, self.query_timeout + 1)
 
     def start(self) -> None:
         """Run the refresh loop on the current event loop (idempotent)."""
@@ -252,7 +241,7 @@ class HTCondorQueue(SingletonConfigurable):
                 # Start the worker processes now (importing the bindings takes a moment), not at the
                 # first spawn.
                 for lane in ("query", "action"):
-                    self._lane(lane).call("ping")
+                    self._start_call(lane, "ping", timeout=60).add_done_callback(_ignore_result)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -342,7 +331,7 @@ class HTCondorQueue(SingletonConfigurable):
         except (CondorClientError, asyncio.TimeoutError):
             ads = []
         if not ads:
-            return "it is no longer in HTCondor's queue"
+            return "HTCondor's history has no record of why"
         return Job.from_ad(ads[0]).end_reason()
 
     # -- claims ---------------------------------------------------------------------------------------
@@ -434,20 +423,18 @@ class HTCondorQueue(SingletonConfigurable):
         try:
             in_flight = self._query_in_flight
             if in_flight is not None and not in_flight.done():
-                if time.monotonic() - self._query_started_at < 3 * self.query_timeout:
-                    # Never a second query while one hangs: an overloaded schedd gets no pile-up (#178).
-                    raise CondorClientError("the previous schedd query has not returned yet")
-                # Hung for good inside the bindings: only killing its process ends it.
-                self._restart_lane("query")
+                # Never a second query while one hangs: an overloaded schedd gets no pile-up (#178). The
+                # hung one is given 3 × query_timeout (the view is unknown meanwhile), then its worker
+                # process is killed and the next refresh starts afresh.
+                raise CondorClientError("the previous schedd query has not returned yet")
             self._query_started_at = time.monotonic()
-            self._query_in_flight = self._submit_call("query", "query_jobs", self._constraint())
+            self._query_in_flight = self._start_call(
+                "query", "query_jobs", self._constraint(), timeout=3 * self.query_timeout
+            )
+            self._query_in_flight.add_done_callback(_ignore_result)
             self.stats["schedd_queries"] += 1
             _count(SCHEDD_QUERIES)
-            try:
-                ads = await asyncio.wait_for(asyncio.shield(self._query_in_flight), self.query_timeout)
-            except BrokenExecutor as err:
-                self._restart_lane("query")
-                raise CondorClientError(f"the HTCondor client process died ({err})") from None
+            ads = await asyncio.wait_for(asyncio.shield(self._query_in_flight), self.query_timeout)
             jobs = [Job.from_ad(ad) for ad in ads]
             mine = {job.id: job for job in jobs if job.hub == self.hub_id}
             idle = [job for job in jobs if job.status == IDLE]
@@ -456,8 +443,10 @@ class HTCondorQueue(SingletonConfigurable):
                 self.stats["collector_queries"] += 1
                 _count(COLLECTOR_QUERIES)
                 try:
-                    slots = await asyncio.wait_for(self._submit_call("query", "query_slots"), self.query_timeout)
-                except (CondorClientError, BrokenExecutor, asyncio.TimeoutError) as err:
+                    slots = await asyncio.wait_for(
+                        self._start_call("query", "query_slots", timeout=self.query_timeout), self.query_timeout + 1
+                    )
+                except (CondorClientError, asyncio.TimeoutError) as err:
                     # Only the explanation of waiting suffers; the job states are fine.
                     self.log.warning("Collector query for free slots failed: %s", err or "timeout")
         except (CondorClientError, asyncio.TimeoutError) as err:
@@ -519,6 +508,13 @@ def find_orphans(jobs: Iterable[Job], owned: set[str], now: float, min_age: floa
         (job.id for job in jobs if job.id not in owned and job.phase != Phase.ended and now - job.qdate >= min_age),
         key=lambda j: tuple(int(x) for x in j.split(".")),
     )
+
+
+def _ignore_result(future: asyncio.Future) -> None:
+    """Retrieve a background call's outcome (its failure is handled where it matters), so asyncio does
+    not log "exception was never retrieved"."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _classad_string(value: str) -> str:

@@ -18,10 +18,7 @@ configuration (the configuration file runs inside the hub's event loop) and sche
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
-
-log = logging.getLogger("condorhub.reconcile")
 
 
 def job_ids_in_states(states: Iterable[dict | None]) -> set[str]:
@@ -73,4 +70,4 @@ def _start() -> None:
 
     queue.known_job_ids = known
     queue.start()
-    log.info("HTCondor queue view started for hub %s", queue.hub_id)
+    app.log.info("HTCondor queue view started for hub %s", queue.hub_id)

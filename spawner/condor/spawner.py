@@ -327,12 +327,13 @@ class HTCondorSpawner(BatchSpawnerBase):
         self.secret_name = f"{stem}.env"
         description = submit_description(spec)
         self.log.debug("Submitting for %s:\n%s", self._log_name, describe(description))
-        self._submitted_mono = time.monotonic()
         try:
             job_id = await queue.submit(description)
         except CondorClientError as err:
             await self._forget_secret_file()
             raise SpawnFailed(f"HTCondor did not accept your server's job: {err}", 503) from None
+        # Only queries that start after the schedd confirmed the job can tell that it is gone.
+        self._submitted_mono = time.monotonic()
         self.job_id = job_id
         self.submitted_at = time.time()
         queue.claim(job_id, self._log_name)
@@ -456,6 +457,38 @@ class HTCondorSpawner(BatchSpawnerBase):
                 )
         self.port, self.ip = self._port_future.result()
         self._emit(80, f"Server starting on {self.node}, port {self.port}; waiting for it to answer")
+        await self._wait_listening(deadline)
+
+    async def _wait_listening(self, deadline: float) -> None:
+        """Return once the server accepts connections on its port.
+
+        The launcher reports the port before jupyter-server has started (seconds of imports on a busy
+        node). If start() returned then, JupyterHub's own check would back off exponentially, up to 5 s
+        between attempts, and the user would wait for nothing; a TCP connect every 0.1 s costs next to
+        nothing, and JupyterHub's first check then finds the server (its request waits for the answer).
+        """
+        queue = self.queue
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(self.ip, self.port), 1)
+            except (OSError, asyncio.TimeoutError):
+                pass
+            else:
+                writer.close()
+                return
+            job = queue.job(self.job_id)
+            if job is not None and job.phase != Phase.running:
+                raise self._fail(
+                    f"Your server's job {self.job_id} stopped before the server answered: {job.end_reason()}.",
+                    log_tail=True,
+                )
+            if time.time() > deadline:
+                raise self._fail(
+                    f"Your server on {self.node} did not answer on port {self.port} within {self.startup_timeout} s "
+                    "of its job starting.",
+                    log_tail=True,
+                )
+            await asyncio.sleep(0.1)
 
     async def accept_port(self, port: int, host: str | None) -> None:
         """The job's launcher reports its port (through :class:`.api.PortReportHandler`)."""
