@@ -8,6 +8,7 @@ stop the TensorBoard processes it started. Settings are traitlets, e.g. in jupyt
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -74,6 +75,10 @@ class CondorhubLab(ExtensionApp):
         # JupyterHub is the user's own machine, not the server's.
         base_url = self.serverapp.base_url
         os.environ.setdefault("TENSORBOARD_PROXY_URL", url_path_join(base_url, "condorhub/tensorboard-port/%PORT%/"))
+        # %tensorboard runs `tensorboard` from PATH, which a kernel started by JupyterHub may not have.
+        binary = Path(sys.executable).parent / "tensorboard"
+        if binary.exists():
+            os.environ.setdefault("TENSORBOARD_BINARY", str(binary))
 
     def initialize_handlers(self):
         self.handlers.extend(scan_handlers())

@@ -63,6 +63,10 @@ def login(page, hub) -> None:
 
 def context_menu(page, folder: str, item: str) -> None:
     """Right-click ``folder`` in the file browser and pick ``item``."""
+    # The Lab restores the last layout: an earlier test may have left another sidebar panel open.
+    page.wait_for_selector("#filebrowser", state="attached", timeout=30_000)
+    if not page.locator("#filebrowser").is_visible():
+        page.click(".jp-SideBar .lm-TabBar-tab[data-id='filebrowser']")
     entry = page.locator(".jp-DirListing-item", has=page.locator(".jp-DirListing-itemText", has_text=folder))
     entry.wait_for(timeout=30_000)
     entry.click(button="right")
@@ -252,3 +256,97 @@ def test_scan_cells_show_csv_tables_sandboxed_html_and_text(hub, bob_home):
         assert page.frame_locator(f"{SCAN} .jp-condorhub-kind-html iframe >> nth=0").locator("h1").inner_text() == "report 1"
         assert page.title() != "pwned"
         screenshot(page, "scan-browser-kinds")
+
+
+def test_tensorboard_magic_in_a_notebook_shows_tensorboard_behind_the_hub(hub, bob_home):
+    """%tensorboard starts its own TensorBoard from the kernel; its output frame must load through the
+    hub (TENSORBOARD_PROXY_URL), not from localhost:<port>, which is the user's own machine."""
+    import json
+
+    logs = f"magic-logs-{uuid.uuid4().hex[:6]}"
+    write_scalars(bob_home / logs, runs=("magic_run",), steps=10)
+    notebook = f"tb-magic-{uuid.uuid4().hex[:6]}.ipynb"
+    cells = ["%load_ext tensorboard", f"%tensorboard --logdir {logs} --host 127.0.0.1"]
+    (bob_home / notebook).write_text(json.dumps({
+        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c} for c in cells],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }))  # fmt: skip
+    give_to_bob(bob_home / logs)
+    os.chown(bob_home / notebook, BOB.uid_number, BOB.gid_number)
+    before = set(magic_tensorboards())
+    with chromium_page() as page:
+        login(page, hub)
+        page.goto(f"{hub.url}/user/bob/lab/tree/{notebook}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        wait_for_kernel(page)
+        run_all(page)
+        frame_el = page.locator(".jp-OutputArea-output iframe")
+        deadline, rerun = time.monotonic() + 180, time.monotonic() + 60
+        while not frame_el.count():
+            if time.monotonic() > rerun and "[ ]" in page.locator(".jp-InputPrompt").first.inner_text():
+                run_all(page)  # the click came before the kernel was really there: once more
+                rerun = deadline
+            if time.monotonic() > deadline:
+                screenshot(page, "tensorboard-notebook-magic-failed")
+                outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+                raise AssertionError(f"no TensorBoard frame in the notebook; outputs: {outputs}\n{notable_log_lines(hub)}")
+            time.sleep(0.5)
+        page.wait_for_function(
+            "() => { const f = document.querySelector('.jp-OutputArea-output iframe'); return f && f.src && f.src.includes('/condorhub/tensorboard-port/'); }",
+            timeout=60_000,
+        )
+        src = page.evaluate("document.querySelector('.jp-OutputArea-output iframe').src")
+        assert src.startswith(f"{hub.url}/user/bob/condorhub/tensorboard-port/"), src
+        page.frame_locator(".jp-OutputArea-output iframe").locator("text=magic_run").first.wait_for(timeout=120_000)
+        screenshot(page, "tensorboard-notebook-magic")
+    # The magic's TensorBoard belongs to the kernel, not to the manager; end it here.
+    for pid in set(magic_tensorboards()) - before:
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
+
+
+def magic_tensorboards() -> list[int]:
+    """TensorBoards started by %tensorboard (the tensorboard command, not condorhub's child wrapper)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if len(cmd) > 1 and cmd[1].endswith(b"/tensorboard") and b"--logdir" in cmd:
+                found.append(int(entry.name))
+    return found
+
+
+def notable_log_lines(hub) -> str:
+    """The hub log without the Lab's polling, for failure messages."""
+    lines = hub.log_file.read_text(errors="replace").splitlines()
+    return "\n".join(line for line in lines if " 200 GET " not in line and " 204 PUT " not in line)[-6000:]
+
+
+def wait_for_kernel(page, timeout: float = 120) -> None:
+    """Until the notebook's kernel has been idle for 3 s. The Lab may first ask which kernel to start
+    for a notebook it has not run before: take the default."""
+    deadline, idle_since = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        choose = page.locator(".jp-Dialog:has-text('Select Kernel') .jp-mod-accept")
+        if choose.count():
+            choose.first.click()
+            idle_since = None
+        elif page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count():
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > 3:
+                return
+        else:
+            idle_since = None
+        time.sleep(0.3)
+    raise AssertionError("the notebook's kernel did not become idle")
+
+
+def run_all(page) -> None:
+    page.click(".lm-MenuBar-item:has-text('Run')")
+    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
