@@ -18,6 +18,9 @@ class Branch:
     name: str
     kind: str  # "flat": one number per event; "jagged": a list of numbers per event
     dtype: str
+    # jagged: the branch that counts the lists (nJet for Jet_pt, Jet_eta, ...); branches with the same
+    # counter have the same list lengths, so their offsets and padding slots are computed once per chunk
+    counter: str | None = None
 
     @property
     def jagged(self) -> bool:
@@ -34,7 +37,9 @@ def _describe(branch) -> Branch | str:
     if isinstance(interp, uproot.interpretation.jagged.AsJagged):
         content = interp.content
         if isinstance(content, uproot.interpretation.numerical.AsDtype) and not content.inner_shape:
-            return Branch(branch.name, "jagged", np.dtype(content.to_dtype).name)
+            counter = getattr(branch, "count_branch", None)
+            return Branch(branch.name, "jagged", np.dtype(content.to_dtype).name,
+                          counter.name if counter is not None else None)
         return "a list of non-numbers per event"
     return f"{type(interp).__name__} data (strings or objects)"
 
@@ -113,7 +118,7 @@ def check_same(first: list[Branch], first_where: str, tree, where: str) -> None:
                 f"branch {branch.name!r} {why} in {where} but is in {first_where}; "
                 f"leave it out with exclude=[{branch.name!r}] or fix the file"
             )
-        if other.kind != branch.kind:
+        if other.kind != branch.kind or other.counter != branch.counter:
             raise MissingBranchError(
                 f"branch {branch.name!r} is {other.kind} in {where} but {branch.kind} in {first_where}; "
                 f"the files do not hold the same data: exclude it with exclude=[{branch.name!r}]"

@@ -68,7 +68,8 @@ def _direct_dtype(branch) -> np.dtype | None:
     return None
 
 
-def _direct(branch, dtype: np.dtype, jagged: bool, start: int, stop: int) -> Column:
+def _direct(branch, dtype: np.dtype, jagged: bool, start: int, stop: int, offsets_of=None) -> Column:
+    """``offsets_of``: offsets already built for another branch with the same counter (reused as is)."""
     edges = np.asarray(branch.entry_offsets)
     first = int(np.searchsorted(edges, start, side="right")) - 1
     last = int(np.searchsorted(edges, stop, side="left"))
@@ -86,6 +87,8 @@ def _direct(branch, dtype: np.dtype, jagged: bool, start: int, stop: int) -> Col
     joined = values[0] if len(values) == 1 else np.concatenate(values)
     if not jagged:
         return Column(joined, None)
+    if offsets_of is not None and offsets_of[-1] == len(joined):
+        return Column(joined, offsets_of)
     counts = counts[0] if len(counts) == 1 else np.concatenate(counts)
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
@@ -97,6 +100,7 @@ def read_columns(tree, branches: list[Branch], start: int, stop: int) -> dict[st
     columns: dict[str, Column] = {}
     rest = []
     direct = not is_remote(tree.file.file_path)
+    offsets_by_counter: dict[str, np.ndarray] = {}
     for b in branches:
         branch = tree[b.name]
         dtype = _direct_dtype(branch) if direct else None
@@ -104,7 +108,9 @@ def read_columns(tree, branches: list[Branch], start: int, stop: int) -> dict[st
             rest.append(b)
             continue
         try:
-            columns[b.name] = _direct(branch, dtype, b.jagged, start, stop)
+            columns[b.name] = _direct(branch, dtype, b.jagged, start, stop, offsets_by_counter.get(b.counter))
+            if b.jagged and b.counter is not None:
+                offsets_by_counter.setdefault(b.counter, columns[b.name].offsets)
         except (ValueError, zlib.error, OSError, IndexError, uproot.deserialization.DeserializationError) as exc:
             raise CorruptFileError(
                 f"{tree.file.file_path}: branch {b.name!r}, entries {start}-{stop} cannot be read (corrupt or "
