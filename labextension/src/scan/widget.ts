@@ -137,7 +137,9 @@ export class ScanBrowser extends Widget {
   }
 
   private fillPresets(suggestion: ISuggestion): void {
-    this.presetSelect.replaceChildren(el('option', undefined, 'Presets…'));
+    const title = el('option', undefined, 'Presets…');
+    title.value = ''; // picking the title itself changes nothing
+    this.presetSelect.replaceChildren(title);
     for (const preset of suggestion.presets) {
       const option = el('option', undefined, preset.name);
       option.value = preset.pattern;
