@@ -48,13 +48,15 @@ class Slots:
         counts = np.diff(offsets)
         n = len(counts)
         mask = np.arange(length)[:, None] < counts[None, :]
-        row = np.repeat(np.arange(n), counts)
-        position = np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts)
+        # value i sits in row r at position p = i - offsets[r]; its flat index p * n + r
+        # = i * n + (r - offsets[r] * n): one repeat of a per-row term, plus i * n
+        index = np.repeat(np.arange(n, dtype=np.int64) - offsets[:-1] * n, counts)
+        index += np.arange(offsets[-1], dtype=np.int64) * n
         keep = None
         if n and counts.max() > length:  # lists longer than the pad length lose their tail
-            keep = position < length
-            row, position = row[keep], position[keep]
-        return cls(length, mask, position * n + row, keep)
+            keep = index // n < length  # the position, as r < n
+            index = index[keep]
+        return cls(length, mask, index, keep)
 
     def fill(self, block: np.ndarray, values: np.ndarray, pad_value: float = 0.0) -> np.ndarray:
         """Write ``values`` (the kept ones, in content order) into the contiguous (length, n) ``block``."""
