@@ -71,14 +71,17 @@ def condor_profiles() -> list[dict]:
 def hub(slapd, condor_pool):
     work = scratch_dir("condorhub-condor-hub-")
     site = demo_site(slapd.uri, slapd.suffix, work / "state")
-    site["hub"]["start_timeout"] = 120
+    # JupyterHub's start timeout for login-node servers; HTCondor servers get queue + startup timeout
+    # instead (the bob test waits longer than this in the queue).
+    site["hub"]["start_timeout"] = 30
     site["htcondor"] = {
         "condor_config": str(condor_pool.condor_config_path),
         "worker_env": wr.WORKER_VENV,
         "poll_interval": 1,
         "query_timeout": 10,
         "queue_timeout": "5m",
-        "startup_timeout": "2m",
+        # Short, so that the bob test can show a queue wait longer than it does not kill a server.
+        "startup_timeout": "45s",
         "unknown_grace": "1m",
         "accounting_groups": {"student": "group_students", "researcher": "group_researchers"},
     }
@@ -304,6 +307,11 @@ def test_bob_gets_two_gpus_and_the_next_gpu_request_waits_saying_why(hub):
     (alice_job,) = hub_jobs(hub, 'CondorhubUser == "alice"')
     assert alice_job["JobStatus"] == 1
 
+    # She waits longer than the startup timeout (45 s) and than the site's hub.start_timeout (30 s, what
+    # JupyterHub would kill a spawn after): waiting in the queue is not starting.
+    time.sleep(50)
+    assert not [e for e in seen if e.get("failed")], messages(seen)
+    assert hub_jobs(hub, 'CondorhubUser == "alice"')[0]["JobStatus"] == 1
     # Bob stops: the GPUs free up and alice's waiting server starts (her startup timeout counts only now).
     stop_server(bob, "bob")
     reader.join(180)

@@ -530,9 +530,21 @@ class HTCondorSpawner(BatchSpawnerBase):
 
     # -- poll and stop ---------------------------------------------------------------------------------
 
-    def _stopped(self, reason: str) -> int:
+    async def _gone(self, reason: str, remove: str = "") -> int:
+        """The server is no more: say why, remove its job if it still holds a slot, forget the job.
+
+        Forgetting matters: JupyterHub polls once more while stopping, and that poll must neither see the
+        job again (its reason would replace the real one: "removed by condorhub" after "held") nor remove
+        it twice. A removal the schedd misses is retried by the queue view.
+        """
+        job_id = self.job_id
+        if remove:
+            await self.queue.remove([job_id], f"condorhub: {remove}")
         self.stop_reason = reason
         self.log.warning("%s stopped: %s", self._log_name, reason)
+        self.queue.release(job_id)
+        await self._forget_secret_file()
+        self.job_id = ""
         return 1
 
     async def poll(self):
@@ -544,30 +556,34 @@ class HTCondorSpawner(BatchSpawnerBase):
         except QueueUnavailable:
             if queue.unknown_for() < queue.unknown_grace:
                 return None  # unknown is not gone: keep the server, ask again next time
-            await queue.remove([self.job_id], "condorhub: the hub gave this server up (queue unknown)")
-            return self._stopped(
+            return await self._gone(
                 f"HTCondor's queue could not be asked for {queue.unknown_for():.0f} s ({queue.last_error}); the hub "
-                "gave your server up. Its job is removed as soon as the queue answers."
+                "gave your server up. Its job is removed as soon as the queue answers.",
+                remove="the hub gave this server up (queue unknown)",
             )
         if self._port_future is not None and not self._port_future.done():
             return None  # still starting: start() watches it
         job = queue.job(self.job_id)
         if job is None:
-            return self._stopped(f"Your server's job {self.job_id} ended: {await queue.last_words(self.job_id)}.")
+            return await self._gone(f"Your server's job {self.job_id} ended: {await queue.last_words(self.job_id)}.")
         if job.phase == Phase.running:
             if self.run_started and job.start_date and job.start_date != self.run_started:
-                await queue.remove([self.job_id], "condorhub: restarted behind the hub's back")
-                return self._stopped(f"HTCondor restarted your server's job {self.job_id}; the server is gone.")
+                return await self._gone(
+                    f"HTCondor restarted your server's job {self.job_id}; the server is gone.",
+                    remove="restarted behind the hub's back",
+                )
             return None
         if job.phase == Phase.queued:
             if self.port:
-                await queue.remove([self.job_id], "condorhub: evicted, cannot resume")
-                return self._stopped(f"HTCondor evicted your server's job {self.job_id} from {self.node}.")
+                return await self._gone(
+                    f"HTCondor evicted your server's job {self.job_id} from {self.node}.", remove="evicted, cannot resume"
+                )
             return None
         if job.phase == Phase.held:
-            await queue.remove([self.job_id], "condorhub: held")
-            return self._stopped(f"HTCondor held your server's job {self.job_id}: {job.hold_reason}")
-        return self._stopped(f"Your server's job {self.job_id} ended: {job.end_reason()}.")
+            return await self._gone(
+                f"HTCondor held your server's job {self.job_id}: {job.hold_reason}", remove="held (see the hub)"
+            )
+        return await self._gone(f"Your server's job {self.job_id} ended: {job.end_reason()}.")
 
     async def stop(self, now: bool = False):
         job_id = self.job_id
