@@ -7,7 +7,8 @@
         ...
     ds = to_tf_dataset(stream, batch_size=256)           # condorhub.data.tfdata
 
-Only one chunk is in memory at a time: memory follows ``chunk_size``, not the size of the files.
+At most two chunks are in memory (the one in use and the next one, read ahead in a worker thread):
+memory follows ``chunk_size``, not the size of the files.
 """
 
 from __future__ import annotations
