@@ -259,3 +259,45 @@ def test_a_condor_profile_becomes_batchspawner_request_traits():
         "gpus_minimum_capability": 7.0,
         "gpus_minimum_memory": "16G",
     }
+
+
+# -- the hub's HTCondor client configuration ----------------------------------------------------------
+
+
+def test_a_token_file_is_copied_into_a_private_token_directory(tmp_path):
+    """htcondor.token_file: HTCondor reads tokens from a directory, so the hub keeps a private copy.
+    Run in a child process: the bindings' configuration is process-wide."""
+    token = tmp_path / "hub.token"
+    token.write_text("eyJ.fake.token\n")
+    config = tmp_path / "condor_config"
+    config.write_text("COLLECTOR_HOST = cm.example.org:9618\n")
+    private = tmp_path / "private"
+    code = (
+        "import os, json, htcondor2\n"
+        "from condorhub.spawner.condor.client import configure_htcondor\n"
+        f"configure_htcondor({str(config)!r}, None, {str(token)!r}, {str(private)!r})\n"
+        "print(json.dumps({'dir': htcondor2.param['SEC_TOKEN_DIRECTORY'], 'methods': htcondor2.param['SEC_CLIENT_AUTHENTICATION_METHODS'],"
+        " 'collector': htcondor2.param['COLLECTOR_HOST']}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONDOR_", "_CONDOR_"))}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen == {"dir": str(private / "tokens.d"), "methods": "IDTOKENS", "collector": "cm.example.org:9618"}
+    copy = private / "tokens.d" / "hub.token"
+    assert copy.read_text() == "eyJ.fake.token\n"
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert stat.S_IMODE((private / "tokens.d").stat().st_mode) == 0o700
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+
+
+def test_a_missing_condor_config_is_named_with_the_site_key(tmp_path):
+    code = (
+        "from condorhub.spawner.condor.client import configure_htcondor, CondorClientError\n"
+        "try:\n"
+        f"    configure_htcondor({str(tmp_path / 'nope')!r})\n"
+        "except CondorClientError as err:\n"
+        "    print(err)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert "cannot be read; fix `htcondor.condor_config` in the site file" in proc.stdout, proc.stderr
