@@ -31,7 +31,8 @@ class Role(StrEnum):
 class Strict(BaseModel):
     """Base of every section: unknown keys are errors, and values are not silently coerced across types."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
+    # validate_default: defaults go through the same parsing as site values (URLs become URL objects).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True, validate_default=True)
 
 
 # A memory size as HTCondor and JupyterHub write it: 512M, 4G, 1.5G. Bare numbers are bytes.
