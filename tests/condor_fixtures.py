@@ -13,16 +13,15 @@ so ``htcondor2.Schedd()`` / ``htcondor2.Collector()`` talk to the pool as the hu
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from condorhub.demo.directory import DEMO_USERS, ssha_password
+from condorhub.demo.accounts import ensure_homes, ensure_service_account
+from condorhub.demo.directory import DEMO_USERS
 from condorhub.demo.pool import HTCondorPool
 
 
@@ -32,38 +31,13 @@ def _scratch(prefix: str) -> Path:
     return path
 
 
-def _set_password(slapd, dn: str, password: str) -> None:
-    subprocess.run(
-        ["ldapmodify", "-Q", "-Y", "EXTERNAL", "-H", slapd.ldapi_uri],
-        input=f"dn: {dn}\nchangetype: modify\nreplace: userPassword\n"
-        f"userPassword: {ssha_password(password)}\n",
-        text=True, capture_output=True, check=True, env={**os.environ, "LDAPNOINIT": "1"},
-    )
-
-
 @pytest.fixture(scope="session")
 def condor_pool(slapd, ldap_home_base):
     """A running :class:`~condorhub.demo.pool.HTCondorPool` (2 simulated GPUs) for the session."""
     if os.geteuid() != 0:
-        pytest.skip("the HTCondor pool needs root (debootstrap, chroot, mounts)")
-    # The demo users' homes (the directory only names them); owned by their LDAP uid/gid.
-    for user in DEMO_USERS:
-        home = Path(user.home_under(str(ldap_home_base)))
-        if not home.exists():
-            home.mkdir(mode=0o755)
-            os.chown(home, user.uid_number, user.gid_number)
-    # nslcd binds as a read-only service account, as on production nodes (the directory lets
-    # only bound users read entries).
-    nslcd_dn = f"cn=nslcd,{slapd.suffix}"
-    nslcd_password = secrets.token_urlsafe(16)
-    slapd.add_ldif(
-        f"dn: {nslcd_dn}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
-        f"cn: nslcd\ndescription: NSS lookups of the GPU nodes\n"
-        f"userPassword: {ssha_password(nslcd_password)}\n",
-        ignore_existing=True,
-    )
-    # (ignore_existing: a re-added entry keeps its first password, so always set the current one)
-    _set_password(slapd, nslcd_dn, nslcd_password)
+        pytest.fail("the HTCondor pool needs root (debootstrap, chroot, mounts): run the tests as root")
+    ensure_homes(DEMO_USERS, ldap_home_base)
+    nslcd_dn, nslcd_password = ensure_service_account(slapd, "nslcd", "NSS lookups of the GPU nodes")
     run_dir = _scratch("condorhub-pool-")
     pool = HTCondorPool(
         run_dir,
