@@ -88,7 +88,7 @@ def render_form(profiles: Sequence[Mapping]) -> str:
     for index, profile in enumerate(profiles):
         slug = html.escape(profile["slug"])
         checked = " checked" if index == 0 else ""
-        summary = f"{profile.get('cpus', '')} CPU, {profile.get('memory', '')} memory"
+        summary = f"{float(profile.get('cpus', 1)):g} CPU, {profile.get('memory', '')} memory"
         if profile.get("gpus"):
             summary += f", {profile['gpus']} GPU"
         rows.append(

@@ -25,10 +25,23 @@ LDAP_PORT = 3890
 HUB_URL = "http://127.0.0.1:8000"
 SUFFIX = "dc=condorhub,dc=test"
 PIDS = {"slapd": DEMO_DIR / "slapd.pid", "hub": DEMO_DIR / "hub.pid"}
+POOL_DIR = DEMO_DIR / "pool"
+HOME_BASE = "/home"
+
+# The GPU profiles the demo offers when its HTCondor pool (2 simulated GPUs) is up.
+CONDOR_PROFILES = [
+    {"slug": "cpu", "kind": "condor", "display_name": "CPU batch", "description": "A CPU job on the GPU node.",
+     "roles": ["student", "researcher", "instructor", "admin"], "cpus": 1, "memory": "2G", "runtime": "8h"},
+    {"slug": "gpu-1", "kind": "condor", "display_name": "1 GPU", "description": "One (simulated) GPU.",
+     "roles": ["student", "researcher", "instructor", "admin"], "cpus": 1, "memory": "2G", "runtime": "8h",
+     "gpus": 1},
+    {"slug": "gpu-2", "kind": "condor", "display_name": "2 GPUs", "description": "Both (simulated) GPUs.",
+     "roles": ["researcher", "admin"], "cpus": 1, "memory": "2G", "runtime": "8h", "gpus": 2},
+]
 
 
-def demo_site() -> dict:
-    return {
+def demo_site(pool=None) -> dict:
+    site = {
         "hub": {
             "bind_url": HUB_URL,
             "hub_bind_url": "http://127.0.0.1:8081",
@@ -57,6 +70,21 @@ def demo_site() -> dict:
             }
         ],
     }
+    if pool is not None:
+        from .worker_root import WORKER_VENV
+
+        site["htcondor"] = {
+            "condor_config": str(pool.condor_config_path),
+            "worker_env": WORKER_VENV,
+            "accounting_groups": {
+                "student": "group_students",
+                "researcher": "group_researchers",
+                "instructor": "group_instructors",
+                "admin": "group_admins",
+            },
+        }
+        site["profiles"] += CONDOR_PROFILES
+    return site
 
 
 def server_pids(hub_api_url: str) -> list[int]:
@@ -118,10 +146,46 @@ def _start_ldap() -> OpenLDAPServer:
     fresh = not server.is_configured
     server.start()
     if fresh:
-        server.add_ldif(directory_ldif(SUFFIX, DEMO_USERS, home_base="/home"))
+        server.add_ldif(directory_ldif(SUFFIX, DEMO_USERS, home_base=HOME_BASE))
     PIDS["slapd"].write_text(str(server.pid))
     print(f"OpenLDAP: {server.uri} ({'created' if fresh else 'kept'} demo directory)")
     return server
+
+
+def _start_pool(server: OpenLDAPServer):
+    """The GPU node: the HTCondor pool in a cached Debian 13 root (built on first use, ~1.5 min)."""
+    from .accounts import ensure_homes, ensure_service_account
+    from .pool import HTCondorPool, PoolError
+    from .worker_root import WorkerRootError
+
+    ensure_homes(DEMO_USERS, HOME_BASE)
+    bind_dn, bind_password = ensure_service_account(server, "nslcd", "NSS lookups of the GPU node")
+    pool = HTCondorPool(
+        POOL_DIR,
+        ldap_uri=server.uri,
+        ldap_base=SUFFIX,
+        home_base=HOME_BASE,
+        probe_user=DEMO_USERS[0].uid,
+        ldap_bind_dn=bind_dn,
+        ldap_bind_password=bind_password,
+    )
+    try:
+        pool.up()
+    except (PoolError, WorkerRootError, OSError) as err:
+        # The login node still works without it; say why the GPU profiles are missing.
+        print(f"\nWARNING: no HTCondor pool, so no GPU profiles in this demo: {err}\n")
+        return None
+    print(f"HTCondor pool: 2 simulated GPUs, {pool.collector_address}")
+    return pool
+
+
+def _stop_pool() -> None:
+    from .pool import HTCondorPool, PoolError
+
+    try:
+        HTCondorPool.from_run_dir(POOL_DIR).down()
+    except PoolError:
+        pass  # no pool state: nothing runs
 
 
 def _start_hub(site_file: Path) -> None:
@@ -154,9 +218,10 @@ def up() -> int:
         raise SystemExit("condorhub demo up: run as root (servers run as the demo users' uids)")
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     down(quiet=True)
-    _start_ldap()
+    server = _start_ldap()
+    pool = _start_pool(server)
     site_file = DEMO_DIR / "site.yaml"
-    site_file.write_text(yaml.safe_dump(demo_site(), sort_keys=False))
+    site_file.write_text(yaml.safe_dump(demo_site(pool), sort_keys=False))
     _start_hub(site_file)
     print(f"\ncondorhub demo is up: {HUB_URL}  (logs: {LOG_DIR / 'hub.log'}; site file: {site_file})")
     for user in DEMO_USERS:
@@ -167,6 +232,7 @@ def up() -> int:
 def down(quiet: bool = False) -> int:
     _stop("hub")
     kill_process_groups(server_pids(demo_site()["hub"]["hub_bind_url"]))
+    _stop_pool()
     _stop("slapd")
     if not quiet:
         print("condorhub demo stopped")
@@ -177,4 +243,11 @@ def status() -> int:
     for name, pidfile in PIDS.items():
         pid = _alive(pidfile)
         print(f"{name:6} {'running, pid %d' % pid if pid else 'stopped'}")
+    from .pool import HTCondorPool, PoolError
+
+    try:
+        slots = HTCondorPool.from_run_dir(POOL_DIR).status().get("slots")
+        print(f"pool   running, slots: {slots}")
+    except PoolError:
+        print("pool   stopped")
     return 0
