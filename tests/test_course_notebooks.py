@@ -12,6 +12,8 @@ import base64
 import json
 import re
 import shutil
+import time
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -29,9 +31,24 @@ def run_notebook(name: str, workdir: Path, **overrides) -> nbformat.NotebookNode
     (index,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
     settings = "\n".join(f"{key} = {value!r}" for key, value in overrides.items())
     nb.cells.insert(index + 1, nbformat.v4.new_code_cell("# CI settings\n" + settings, metadata={"tags": ["injected-parameters"]}))
+    # where the time goes, kept so that a slow run says which phase was slow (a warning in the summary)
+    marks: list[tuple[str, float]] = []
+    mark = lambda what: (lambda **_: marks.append((what, time.monotonic())))  # noqa: E731
+    client = NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(workdir)}},
+        on_notebook_start=mark("kernel started"), on_cell_complete=mark("cell"),
+        on_notebook_complete=mark("last cell done"),
+    )
+    start = time.monotonic()
     # MPLBACKEND: figures render inline as PNG outputs, as in JupyterLab
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
     client.execute(env={"MPLBACKEND": "module://matplotlib_inline.backend_inline", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    marks.append(("kernel shut down", time.monotonic()))
+    if marks[-1][1] - start > 120:
+        steps, last = [], start
+        for i, (what, when) in enumerate(marks):
+            steps.append(f"{what}{'' if what != 'cell' else f' {i}'} +{when - last:.0f}s")
+            last = when
+        warnings.warn(f"{name} took {marks[-1][1] - start:.0f} s: " + ", ".join(steps), stacklevel=2)
     return nb
 
 
