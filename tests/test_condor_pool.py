@@ -17,7 +17,7 @@ from condorhub.demo import worker_root
 from condorhub.demo.directory import DEMO_USERS
 from condorhub.demo.pool import HTCondorPool, PoolError, impersonation_regex
 
-htcondor2 = pytest.importorskip("htcondor2")
+import htcondor2  # a condorhub dependency: missing means a broken install, which must fail
 
 # Tests marked `condor` run against the real pool (root, debootstrap, chroot); the unit tests at
 # the top need none of that.
