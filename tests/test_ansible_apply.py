@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,6 @@ RECAP = re.compile(
     r"\s+failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)", re.M)
 #: The host's CA bundle, copied into the root for pip (a site may intercept TLS with its own CA).
 ROOT_CA = "/root/.condorhub-host-ca.crt"
-# The readiness probe of the hub does not verify its (self-signed) certificate; say so only once.
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 @dataclass
@@ -211,10 +210,12 @@ def _ready(root: Path, ready: str) -> bool:
         return (root / what.lstrip("/")).exists()
     if kind == "url":
         # Only "is it up": the certificate is checked where it matters (the login test).
-        try:
-            return requests.get(what, timeout=5, verify=False).status_code == 200
-        except requests.RequestException:
-            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            try:
+                return requests.get(what, timeout=5, verify=False).status_code == 200
+            except requests.RequestException:
+                return False
     host, _, port = what.rpartition(":")
     with socket.socket() as s:
         s.settimeout(0.5)
