@@ -12,6 +12,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # CONDORHUB_PREFIX moves the installation (e.g. to try a checkout beside a running one).
 PREFIX="${CONDORHUB_PREFIX:-/opt/condorhub}"
 export CONDORHUB_PREFIX="$PREFIX"
+# The checkout the GPU node's (HTCondor pool's) environment is built from, demo and tests alike.
+export CONDORHUB_SOURCE="$REPO"
 VENV="$PREFIX/venv"
 CACHE=/var/cache/condorhub
 export PIP_CACHE_DIR="$CACHE/pip" npm_config_cache="$CACHE/npm"

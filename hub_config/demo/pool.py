@@ -195,6 +195,13 @@ class HTCondorPool:
         self.ldap_bind_password = ldap_bind_password
         self.install_condorhub = install_condorhub
         self.repo = Path(repo)
+        if install_condorhub and not (self.repo / "pyproject.toml").is_file():
+            # An installed (non-editable) condorhub lives in site-packages: no source to build the worker's
+            # wheel from, and no dependency list for the root's recipe.
+            raise PoolError(
+                f"{self.repo} is not a condorhub checkout (no pyproject.toml); set CONDORHUB_SOURCE to the "
+                "checkout condorhub was installed from (setup.sh does)"
+            )
         self.impersonate_regex = impersonate_regex
         self._root = Path(root).absolute() if root else None
         self.cache_dir = Path(cache_dir) if cache_dir else None

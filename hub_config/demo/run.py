@@ -160,16 +160,16 @@ def _start_pool(server: OpenLDAPServer):
 
     ensure_homes(DEMO_USERS, HOME_BASE)
     bind_dn, bind_password = ensure_service_account(server, "nslcd", "NSS lookups of the GPU node")
-    pool = HTCondorPool(
-        POOL_DIR,
-        ldap_uri=server.uri,
-        ldap_base=SUFFIX,
-        home_base=HOME_BASE,
-        probe_user=DEMO_USERS[0].uid,
-        ldap_bind_dn=bind_dn,
-        ldap_bind_password=bind_password,
-    )
     try:
+        pool = HTCondorPool(
+            POOL_DIR,
+            ldap_uri=server.uri,
+            ldap_base=SUFFIX,
+            home_base=HOME_BASE,
+            probe_user=DEMO_USERS[0].uid,
+            ldap_bind_dn=bind_dn,
+            ldap_bind_password=bind_password,
+        )
         pool.up()
     except (PoolError, WorkerRootError, OSError) as err:
         # The login node still works without it; say why the GPU profiles are missing.

@@ -97,7 +97,23 @@ def _default_cache_dir() -> Path:
 
 CACHE_DIR = _default_cache_dir()
 
-REPO_DIR = Path(__file__).resolve().parents[2]
+def _source_checkout() -> Path:
+    """The condorhub checkout the worker's wheel is built from.
+
+    ``$CONDORHUB_SOURCE`` when set (setup.sh sets it to the checkout it installs from); otherwise the
+    checkout this module lives in (an editable install). A regular install lives in site-packages, which
+    is no source tree: then the path returned has no pyproject.toml and building the wheel fails with a
+    message saying to set CONDORHUB_SOURCE.
+    """
+    if os.environ.get("CONDORHUB_SOURCE"):
+        return Path(os.environ["CONDORHUB_SOURCE"]).resolve()
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "hub_config").is_dir():
+            return parent
+    return Path(__file__).resolve().parents[2]
+
+
+REPO_DIR = _source_checkout()
 
 
 class WorkerRootError(RuntimeError):
