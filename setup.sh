@@ -85,6 +85,15 @@ install_proxy() {
     "$chp" --version >/dev/null
 }
 
+install_im() {
+    # tests/test_tosca_im.py deploys tosca/ on a real Infrastructure Manager (the INDIGO/INFN Cloud TOSCA
+    # deployer, Dummy cloud) with its client; in a venv of their own: IM pins its own ansible, tosca-parser.
+    local im_venv="$PREFIX/im-venv"
+    step "Infrastructure Manager $im_venv"
+    [ -x "$im_venv/bin/python" ] || /usr/bin/python3 -m venv "$im_venv"
+    "$im_venv/bin/pip" install -q 'IM==2.0.0' 'IM-client==1.8.4'
+}
+
 case "${1:-}" in
     demo)
         need_root
@@ -107,6 +116,7 @@ case "${1:-}" in
         # condorhub.data's remote-read tests start a real XRootD server on loopback (it runs as the
         # package's xrootd user; the package's systemd units are templates and start nothing)
         apt_install xrootd-server
+        install_im
         step "running every test"
         cd "$REPO"
         start=$(date +%s)

@@ -12,13 +12,15 @@ So the TOSCA path and the inventory path apply the same roles with the same vari
 (tests/test_tosca_templates.py checks it).
 
 :func:`bundle` writes one self-contained template for the IM client: the local type files inlined, the
-playbook paths made absolute URLs under the given base (where the IM can download them).
+playbook paths made absolute URLs under the given base (where the IM can download them), and with
+``--inputs`` the checked input values as the inputs' defaults (the IM deploys with the defaults).
+tests/test_tosca_im.py submits such bundles to a real Infrastructure Manager (Dummy cloud).
 
 CLI::
 
     condorhub-deploy tosca check TEMPLATE [--inputs FILE]
     condorhub-deploy tosca inventory TEMPLATE --inputs FILE --host NODE=ADDR[,ADDR...] ... [--public NODE=ADDR]
-    condorhub-deploy tosca bundle TEMPLATE --artifacts-url URL [-o FILE]
+    condorhub-deploy tosca bundle TEMPLATE --artifacts-url URL [--inputs FILE] [-o FILE]
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from typing import Any
 import yaml
 
 __all__ = ["ToscaError", "bundle", "check_inputs", "inventory", "load", "main"]
+
+# Where tosca/types/indigo_custom_types.yaml's playbooks live; copies are vendored in tosca/types/artifacts/.
+INDIGO_ARTIFACTS = "https://raw.githubusercontent.com/indigo-dc/tosca-types/master/artifacts/"
 
 SIZE_UNITS = {"B": 1, "KB": 1000, "KIB": 1024, "MB": 1000**2, "MIB": 1024**2, "GB": 1000**3, "GIB": 1024**3,
               "TB": 1000**4, "TIB": 1024**4}
@@ -294,12 +299,20 @@ def inventory(template: str | Path, inputs: Mapping[str, Any], addresses: Mappin
 # ------------------------------------------------------------------------------------- bundle
 
 
-def bundle(template: str | Path, artifacts_url: str) -> dict:
+def bundle(template: str | Path, artifacts_url: str, inputs: Mapping[str, Any] | None = None) -> dict:
     """One self-contained template for the IM: imported local type files inlined (recursively), relative
-    playbook paths turned into URLs under ``artifacts_url`` (the repository at the release's tag)."""
+    playbook paths turned into URLs under ``artifacts_url`` (the repository at the release's tag), and so are
+    the INDIGO playbooks vendored in tosca/types/artifacts/ (the IM then downloads nothing from GitHub).
+
+    With ``inputs``, they are checked (:func:`check_inputs`, which the IM does not do: it takes
+    ``num_workers: 100`` against ``in_range: [1, 50]``) and written as the inputs' ``default``: the IM
+    deploys a template with its inputs' defaults, which is how the IM dashboard passes what users chose."""
     template = Path(template).resolve()
     repo = template.parent.parent
     doc = _read(template)
+    if inputs is not None:
+        for name, value in check_inputs(template, inputs).items():
+            doc["topology_template"]["inputs"][name]["default"] = value
     merged: dict[str, dict] = {}
 
     def absorb(path: Path) -> None:
@@ -316,8 +329,15 @@ def bundle(template: str | Path, artifacts_url: str) -> dict:
                     for ops in (definition.get("interfaces") or {}).values():
                         for op in ops.values():
                             impl = op.get("implementation") if isinstance(op, dict) else None
+                            local = None
                             if impl and "://" not in impl:
-                                rel = (path.parent / impl).resolve().relative_to(repo)
+                                local = (path.parent / impl).resolve()
+                            elif impl and impl.startswith(INDIGO_ARTIFACTS):
+                                # the vendored copy, at the commit the vendored types come from
+                                vendored = repo / "tosca" / "types" / "artifacts" / impl[len(INDIGO_ARTIFACTS):]
+                                local = vendored if vendored.is_file() else None
+                            if local is not None:
+                                rel = local.relative_to(repo)
                                 op["implementation"] = f"{artifacts_url.rstrip('/')}/{rel.as_posix()}"
                 merged.setdefault(section, {})[name] = definition
 
@@ -368,11 +388,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_bundle.add_argument("template")
     p_bundle.add_argument("--artifacts-url", required=True,
                           help="where the IM downloads ansible/im/*.yml, e.g. the repository's raw URL at a tag")
+    p_bundle.add_argument("--inputs", help="YAML file with the template's inputs: checked, then written as the "
+                          "inputs' defaults (what the IM deploys with)")
     p_bundle.add_argument("-o", "--output", help="file to write (default: standard output)")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "bundle":
-            text = yaml.safe_dump(bundle(args.template, args.artifacts_url), sort_keys=False)
+            inputs = _read(Path(args.inputs)) if args.inputs else None
+            text = yaml.safe_dump(bundle(args.template, args.artifacts_url, inputs), sort_keys=False)
             if args.output:
                 Path(args.output).write_text(text)
             else:
