@@ -61,6 +61,7 @@ class IMServer:
     artifacts_url: str
     workdir: Path
     fetched: list[str] = field(default_factory=list)
+    started_in: float = 0.0
     session: requests.Session = field(default_factory=requests.Session)
 
     def __post_init__(self):
@@ -133,12 +134,14 @@ MAX_CONTEXTUALIZATION_TIME = 20
     server = IMServer(url=f"http://127.0.0.1:{port}", workdir=workdir, fetched=fetched,
                       artifacts_url=f"http://127.0.0.1:{artifacts.server_address[1]}")
     try:
-        deadline = time.monotonic() + 60
+        start = time.monotonic()
+        deadline = start + 60
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"the IM exited ({proc.returncode}): {(workdir / 'im.out').read_text()[-3000:]}")
             try:
                 if requests.get(f"{server.url}/version", timeout=2).text.strip() == IM_VERSION:
+                    server.started_in = time.monotonic() - start
                     break
             except requests.ConnectionError:
                 pass

@@ -214,6 +214,9 @@ def test_bundle_is_self_contained_for_the_im(tmp_path):
     assert hub["interfaces"]["Standard"]["configure"]["implementation"] == \
         "https://git.example.org/condorhub/raw/v0.1.0/ansible/im/hub.yml"
     assert "tosca.nodes.indigo.Compute" in doc["node_types"]
+    # The INDIGO Compute's playbook from the vendored copy, at the commit of the vendored types.
+    assert doc["node_types"]["tosca.nodes.indigo.Compute"]["interfaces"]["Standard"]["configure"]["implementation"] == \
+        "https://git.example.org/condorhub/raw/v0.1.0/tosca/types/artifacts/os/configure_users.yml"
     # tosca-parser still accepts it, on its own.
     tosca, _ = deploy.load(out, CLUSTER_INPUTS)
     assert any(n.type == "tosca.nodes.condorhub.Hub" for n in tosca.nodetemplates)
