@@ -98,7 +98,8 @@ case "${1:-}" in
     demo)
         need_root
         install_system
-        install_python ""
+        # [deploy]: ansible-playbook, which deploys the demo's HTCondor pool with condorhub's own roles
+        install_python "[deploy]"
         install_proxy
         step "starting the demo (OpenLDAP with demo users, JupyterHub, proxy)"
         exec "$VENV/bin/condorhub" demo up

@@ -52,7 +52,7 @@ sys.path.insert(0, str(HERE))
 from hub_harness import Hub, HubClient, demo_site  # noqa: E402
 from stock_condor import stock_args  # noqa: E402
 
-from condorhub.demo import worker_root as wr  # noqa: E402
+from condorhub.demo import node_root as wr  # noqa: E402
 from condorhub.demo.directory import DEMO_GID_NUMBER, DemoUser, directory_ldif, ssha_password  # noqa: E402
 from condorhub.demo.pool import HTCondorPool  # noqa: E402
 from condorhub.demo.slapd import OpenLDAPServer  # noqa: E402

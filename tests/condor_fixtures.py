@@ -1,9 +1,12 @@
 """Session fixture ``condor_pool``: a real HTCondor pool (the demo's GPU execute node) for the tests.
 
-The pool runs in the cached Debian trixie root of :mod:`condorhub.demo.worker_root` (built on first
-use, ~1.5 min; then reused) and resolves users through nslcd from the session's ``slapd`` (the
-demo directory: alice, bob, carol, dave), with their homes under ``ldap_home_base`` bind-mounted at
-the same path. Register this file as a plugin (``pytest_plugins = ["condor_fixtures"]``).
+The pool is what ops deploy: condorhub's Ansible roles (ansible/site.yml) put HTCondor, nslcd and the
+worker environment into a Debian 13 root (:mod:`condorhub.demo.node_root`, cached; ~3 min on first use),
+and every session applies site.yml again with its own settings before starting the daemons the roles
+rendered. Users resolve through nslcd from the session's ``slapd`` (the demo directory: alice, bob,
+carol, dave), with their homes under ``ldap_home_base`` bind-mounted at the same path; accounting groups
+with dynamic quotas as in the all-in-one inventory. The pool listens on a free loopback port (the demo's
+pool may run beside it on 9618). Register this file as a plugin (``pytest_plugins = ["condor_fixtures"]``).
 
 While the fixture is active, ``CONDOR_CONFIG`` in this process points at the pool's host-side
 client configuration (IDTOKENS with the hub's token) and ``htcondor2`` has been reloaded with it,
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +27,16 @@ import pytest
 from condorhub.demo.accounts import ensure_homes, ensure_service_account
 from condorhub.demo.directory import DEMO_USERS
 from condorhub.demo.pool import HTCondorPool
+
+
+#: The accounting groups the condor tests' site file charges (test_condor_e2e) and their shares.
+GROUP_QUOTAS = {"group_students": 0.5, "group_researchers": 0.5}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _scratch(prefix: str) -> Path:
@@ -47,6 +61,8 @@ def condor_pool(slapd, ldap_home_base):
         probe_user=DEMO_USERS[0].uid,
         ldap_bind_dn=nslcd_dn,
         ldap_bind_password=nslcd_password,
+        port=_free_port(),
+        group_quotas=GROUP_QUOTAS,
     )
     saved = os.environ.get("CONDOR_CONFIG")
     try:

@@ -20,100 +20,28 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
-import tempfile
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
-import urllib3
 from ansible_fixtures import ANSIBLE_DIR, CACHE_DIR, REPO, free_port, target_root
 from hub_harness import HubClient
 
-from condorhub.demo import worker_root as wr
+from condorhub.demo import node_root as nr
+from condorhub.demo import playbook
+from condorhub.demo.playbook import PlaybookRun
+from condorhub.demo.services import start_services
 from condorhub.demo.directory import DEMO_GID_NUMBER, DEMO_POSIX_GROUP, DEMO_USERS, GROUP_ROLES
 
 pytestmark = [pytest.mark.ansible]
 
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
-RECAP = re.compile(
-    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
-    r"\s+failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)", re.M)
-#: The host's CA bundle, copied into the root for pip (a site may intercept TLS with its own CA).
-ROOT_CA = "/root/.condorhub-host-ca.crt"
-
-
-@dataclass
-class PlaybookRun:
-    rc: int
-    output: str
-    seconds: float
-    log: Path
-
-    @property
-    def recap(self) -> dict[str, int]:
-        match = None
-        for match in RECAP.finditer(self.output):
-            pass
-        assert match, f"no PLAY RECAP in the output of ansible-playbook:\n{self.output[-3000:]}"
-        return {k: int(v) for k, v in match.groupdict().items() if k != "host"}
-
-    def changed_tasks(self) -> list[str]:
-        """Names of the tasks that reported "changed" (for a readable failure message)."""
-        names, task = [], None
-        for line in self.output.splitlines():
-            if line.startswith("TASK ["):
-                task = line[6:].split("]")[0]
-            elif line.startswith("changed:") and task:
-                names.append(task)
-        return names
-
 
 def run_playbook(workdir: Path, vars_file: Path, *extra: str, timeout: float = 2400) -> PlaybookRun:
-    """ansible-playbook site.yml with the all-in-one inventory and the test's extra vars.
-
-    The environment is a clean one: the chroot connection passes ansible-playbook's environment on to the
-    commands in the root, and the host's (pip settings, CONDOR_CONFIG of another test) do not belong there.
-    """
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(workdir),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
-        "ANSIBLE_HOME": str(workdir / ".ansible"),
-        "ANSIBLE_LOCAL_TEMP": str(workdir / ".ansible" / "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_DEPRECATION_WARNINGS": "0",
-        # per-task durations at the end of each log (test-artifacts/ansible/): where an apply spends its time
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
-        "PYTHONUNBUFFERED": "1",
-    }
+    """ansible-playbook site.yml with the all-in-one inventory and the test's extra vars."""
     log = workdir / f"ansible-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}.log"
-    cmd = [str(ANSIBLE_PLAYBOOK), "-i", "inventories/all-in-one", "site.yml", "-e", f"@{vars_file}", *extra]
-    t0 = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.run(["nice", "-n", "10", *cmd], cwd=ANSIBLE_DIR, env=env, stdout=out,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
-    return PlaybookRun(proc.returncode, log.read_text(errors="replace"), time.monotonic() - t0, log)
-
-
-def build_wheel(dest: Path) -> Path:
-    """condorhub's wheel from this checkout (what ops build for a release: pip wheel --no-deps)."""
-    with tempfile.TemporaryDirectory(prefix="condorhub-wheel-") as tmp:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(REPO)],
-            capture_output=True, text=True, timeout=600,
-            env={**os.environ, "TMPDIR": tmp, "PIP_CACHE_DIR": str(CACHE_DIR / "pip")})
-    assert proc.returncode == 0, f"pip wheel of the checkout failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
-    wheels = sorted(dest.glob("condorhub-*.whl"))
-    assert wheels, f"pip wheel left no condorhub wheel in {dest}"
-    return wheels[-1]
+    return playbook.run_playbook(ANSIBLE_DIR, ANSIBLE_DIR / "inventories/all-in-one", log, "-e", f"@{vars_file}",
+                                 *extra, timeout=timeout, nice=True)
 
 
 def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
@@ -131,8 +59,7 @@ def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
         "ansible_python_interpreter": "/usr/bin/python3",
         "condorhub_service_manager": "none",
         "condorhub_wheel": str(wheel),
-        "condorhub_pip_environment": {"PIP_CACHE_DIR": str(CACHE_DIR / "pip"), "PIP_CERT": ROOT_CA,
-                                      "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180"},
+        "condorhub_pip_environment": nr.pip_environment(CACHE_DIR),
         "condorhub_ldap_base": base,
         "condorhub_ldap_uri": f"ldap://localhost:{ports['ldap']}",
         "condorhub_ldap_admin_password": secrets.token_urlsafe(16),
@@ -150,20 +77,8 @@ def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
         # No GPUs here: condor_gpu_discovery simulates two (what the condor tests' pool does too).
         "htcondor_gpu_discovery_extra": "-simulate:0,2",
         "htcondor_num_cpus": 4,
-        "htcondor_extra_config": {
-            "ENABLE_IPV6": "False",
-            # a chroot on a shared machine: never retune the host's kernel; no mount/pid namespaces here
-            "ENABLE_KERNEL_TUNING": "False",
-            "MOUNT_UNDER_SCRATCH": "",
-            "USE_PID_NAMESPACES": "False",
-            # quick turnaround for a test
-            "NEGOTIATOR_INTERVAL": "2",
-            "NEGOTIATOR_MIN_INTERVAL": "1",
-            "NEGOTIATOR_CYCLE_DELAY": "1",
-            "SCHEDD_INTERVAL": "5",
-            "UPDATE_INTERVAL": "5",
-            "JOB_START_DELAY": "0",
-        },
+        # a chroot on a shared machine, quick turnaround: what the condor tests' pool sets too
+        "htcondor_extra_config": dict(nr.CHROOT_CONDOR_SETTINGS),
         # The course stack (TensorFlow: ~600 MB) is the inventory's business; the test needs condorhub only.
         "worker_env_packages": [],
         "jupyterhub_public_url": f"https://127.0.0.1:{ports['public']}",
@@ -186,63 +101,9 @@ def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
 # ------------------------------------------------------------------------------------- services
 
 
-@dataclass
-class Service:
-    script: Path  # inside the root
-    ready: str
-    proc: subprocess.Popen | None = None
-    log: Path | None = None
-
-
-def rendered_services(root: Path) -> list[Service]:
-    services = []
-    for script in sorted((root / "etc/condorhub/services.d").iterdir()):
-        text = script.read_text()
-        ready = re.search(r"^# condorhub-ready: (\S+)$", text, re.M)
-        assert ready, f"{script} says not how to tell that it is up"
-        services.append(Service(Path("/") / script.relative_to(root), ready.group(1)))
-    return services
-
-
-def _ready(root: Path, ready: str) -> bool:
-    kind, _, what = ready.partition(":")
-    if kind == "file":
-        return (root / what.lstrip("/")).exists()
-    if kind == "url":
-        # Only "is it up": the certificate is checked where it matters (the login test).
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-            try:
-                return requests.get(what, timeout=5, verify=False).status_code == 200
-            except requests.RequestException:
-                return False
-    host, _, port = what.rpartition(":")
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, int(port))) == 0
-
-
-def start_services(root: Path, workdir: Path) -> list[Service]:
-    """Start every rendered service in order, each once the one before is up."""
-    services = rendered_services(root)
-    for svc in services:
-        svc.log = workdir / f"{svc.script.name}.log"
-        with open(svc.log, "w") as out:
-            svc.proc = subprocess.Popen(["chroot", str(root), str(svc.script)], env=wr.chroot_env(),
-                                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        deadline = time.monotonic() + 90
-        while not _ready(root, svc.ready):
-            if svc.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{svc.script} did not come up ({svc.ready}); exit {svc.proc.poll()}:\n"
-                                     f"{svc.log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.3)
-    return services
-
-
 def in_root(root: Path, *cmd: str, user: str | None = None, timeout: float = 60, check: bool = True):
     argv = list(cmd) if user is None else ["/usr/sbin/runuser", "-u", user, "--", *cmd]
-    proc = subprocess.run(["chroot", str(root), *argv], env=wr.chroot_env(), capture_output=True, text=True,
+    proc = subprocess.run(["chroot", str(root), *argv], env=nr.chroot_env(), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     if check:
         assert proc.returncode == 0, f"in the root: {' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
@@ -310,8 +171,7 @@ def deployment(ansible_base_root):
     ports = {name: free_port() for name in ("ldap", "condor", "public", "hub", "proxy_api")}
     with target_root() as target:
         root, workdir = target.path, target.workdir
-        shutil.copy(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt", root / ROOT_CA.lstrip("/"))
-        wheel = build_wheel(workdir / "dist")
+        wheel = nr.build_wheel(workdir / "dist", REPO, CACHE_DIR)
         vars_file = workdir / "test-vars.json"
         vars_file.write_text(json.dumps(deployment_vars(root, wheel, ports), indent=2))
         info = {"root": root, "workdir": workdir, "vars_file": vars_file, "ports": ports, "target": target}
@@ -338,7 +198,7 @@ def _deploy(info: dict):
         home = root / "home" / user.uid
         home.mkdir(mode=0o755, exist_ok=True)
         os.chown(home, user.uid_number, user.gid_number)
-    info["services"] = start_services(root, workdir)
+    info["services"] = start_services(root, workdir, timeout=90)
     wait_for_user(root, "alice", workdir)
     info["slots"] = wait_for_pool(root)
     yield info

@@ -26,7 +26,7 @@ import websocket
 from conftest import scratch_dir
 from hub_harness import Hub, HubClient, demo_site
 
-from condorhub.demo import worker_root as wr
+from condorhub.demo import node_root as wr
 
 pytestmark = [pytest.mark.condor, pytest.mark.e2e, pytest.mark.ldap]
 

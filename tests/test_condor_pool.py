@@ -7,15 +7,16 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import stat
 import time
 from pathlib import Path
 
 import pytest
 
-from condorhub.demo import worker_root
+from condorhub.demo import node_root
 from condorhub.demo.directory import DEMO_USERS
-from condorhub.demo.pool import HTCondorPool, PoolError, impersonation_regex
+from condorhub.demo.pool import HTCondorPool, PoolError
 
 import htcondor2  # a condorhub dependency: missing means a broken install, which must fail
 
@@ -24,6 +25,7 @@ import htcondor2  # a condorhub dependency: missing means a broken install, whic
 condor = pytest.mark.condor
 
 USERS = {u.uid: u for u in DEMO_USERS}
+REPO = Path(__file__).resolve().parents[1]
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
 
 
@@ -81,57 +83,43 @@ def _remove_and_wait(schedd, clusters: list[int]) -> None:
 # ------------------------------------------------------------------ unit tests (no pool)
 
 
-def _fake_root(tmp_path: Path) -> Path:
-    etc = tmp_path / "etc"
-    etc.mkdir()
-    (etc / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/bash\n"
-        "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
-        "www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-        "nslcd:x:100:101::/run/nslcd:/usr/sbin/nologin\n"
-        "condor:x:101:102::/var/lib/condor:/usr/sbin/nologin\n"
-        "condorhub:x:999:999::/nonexistent:/usr/sbin/nologin\n"
-    )
-    (etc / "group").write_text("nslcd:x:101:\ncondor:x:102:\n")
-    return tmp_path
+def _checkout_copy(tmp_path: Path) -> Path:
+    repo = tmp_path / "checkout"
+    shutil.copytree(REPO / "ansible", repo / "ansible", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", repo / "pyproject.toml")
+    return repo
 
 
-def test_impersonation_regex_allows_only_real_user_names(tmp_path):
-    regex = re.compile(impersonation_regex(_fake_root(tmp_path)))
-    for name in ("alice", "bob", "carol", "dave", "a.student", "user_42", "rootless", "condorx"):
-        assert regex.match(name), name
-    for name in ("root", "daemon", "www-data", "nobody", "nslcd", "condor", "condorhub",
-                 "", "Alice", "-rf", "alice bob", "x" * 40, "alice\n"):
-        assert not regex.fullmatch(name), name
+def test_node_root_hash_follows_the_roles_it_applies(tmp_path):
+    """The cached node root is rebuilt when what goes into it changes: a file of a role it applies, or
+    condorhub's dependencies; not when a role it does not apply changes."""
+    repo = _checkout_copy(tmp_path)
+    base = node_root.node_recipe_hash(repo)
+    assert base == node_root.node_recipe_hash(repo)
+    template = repo / "ansible/roles/htcondor/templates/condorhub.config.j2"
+    template.write_text(template.read_text() + "# a change\n")
+    changed_role = node_root.node_recipe_hash(repo)
+    assert changed_role != base
+    hub_role = repo / "ansible/roles/jupyterhub/defaults/main.yml"
+    hub_role.write_text(hub_role.read_text() + "# not on the GPU node\n")
+    assert node_root.node_recipe_hash(repo) == changed_role
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('dependencies = [', 'dependencies = [\n    "rich",', 1))
+    assert node_root.node_recipe_hash(repo) not in (base, changed_role)
 
 
-def test_recipe_hash_follows_the_recipe(monkeypatch):
-    base = worker_root.recipe_hash()
-    assert base == worker_root.recipe_hash()
-    monkeypatch.setattr(worker_root, "PACKAGES", (*worker_root.PACKAGES, "vim"))
-    with_vim = worker_root.recipe_hash()
-    assert with_vim != base
-    monkeypatch.setattr(worker_root, "RECIPE_VERSION", worker_root.RECIPE_VERSION + 1)
-    assert worker_root.recipe_hash() not in (base, with_vim)
-
-
-def test_generated_configs_are_locked_down(tmp_path):
-    pool = HTCondorPool(tmp_path / "run", "ldap://127.0.0.1:3890", "dc=condorhub,dc=test",
-                        root=_fake_root(tmp_path), log=lambda msg: None)
-    pool_config = pool._pool_config(pool.root)
-    assert "SEC_DEFAULT_AUTHENTICATION = REQUIRED" in pool_config
-    assert "SEC_READ_AUTHENTICATION = REQUIRED" in pool_config
-    assert "SEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS" in pool_config
-    assert "CLAIMTOBE" not in pool_config and "ALLOW_WRITE = *" not in pool_config
-    assert "ENABLE_KERNEL_TUNING = False" in pool_config
-    assert f"QUEUE_SUPER_USERS = root, condor, {pool.hub_identity}" in pool_config
-    host_config = pool._host_config()
-    assert "SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS" in host_config
-    assert "CLAIMTOBE" not in host_config
-    assert "FILESYSTEM_DOMAIN = condorhub.test" in host_config
-    nslcd = pool._nslcd_conf()
-    assert "uri ldap://127.0.0.1:3890" in nslcd and "nss_min_uid 1000" in nslcd
+def test_node_inventory_makes_one_pool_host_and_keeps_the_key_private(tmp_path):
+    variables = node_root.node_vars(
+        root=tmp_path / "root", wheel=tmp_path / "condorhub.whl", port=9700, ldap_uri="ldap://127.0.0.1:3890",
+        ldap_base="dc=condorhub,dc=test", ldap_bind_dn="cn=nslcd,dc=condorhub,dc=test", ldap_bind_password="pw",
+        signing_key="k" * 32, domain="condorhub.test", hub_identity="condorhub@condorhub.test", num_gpus=2,
+        num_cpus=4, group_quotas={"group_students": 0.5})
+    folder = node_root.write_inventory(tmp_path / "inventory", variables)
+    hosts = json.loads((folder / "hosts.yml").read_text())["all"]["children"]
+    assert set(hosts) == {"condor_central_manager", "condor_submit", "condor_execute"}
+    group_vars = folder / "group_vars/all.yml"
+    assert stat.S_IMODE(group_vars.stat().st_mode) == 0o600
+    assert json.loads(group_vars.read_text())["condorhub_accounting_group_quotas"] == {"group_students": 0.5}
 
 
 # ------------------------------------------------------------------ the real pool
@@ -160,6 +148,42 @@ def test_pool_is_up_with_two_gpus_and_idtokens_client(condor_pool):
 
 
 @condor
+def test_pool_runs_the_configuration_the_roles_rendered(condor_pool):
+    """What runs is what ops deploy: the htcondor role's configuration, applied by ansible-playbook."""
+    rendered = (condor_pool.root / "etc/condor/config.d/50-condorhub.config").read_text()
+    assert "Ansible managed" in rendered
+    for line in ("SEC_DEFAULT_AUTHENTICATION = REQUIRED", "SEC_READ_ENCRYPTION = REQUIRED",
+                 "SEC_DEFAULT_AUTHENTICATION_METHODS = FS, IDTOKENS", f"SHARED_PORT_PORT = {condor_pool.port}",
+                 "use FEATURE: GPUs", "GROUP_ACCEPT_SURPLUS = True"):
+        assert line in rendered, line
+    assert "CLAIMTOBE" not in rendered and "ALLOW_WRITE = *" not in rendered
+
+    def value(name: str) -> str:
+        return condor_pool.run_in_root(["condor_config_val", name]).stdout.strip()
+
+    assert value("QUEUE_SUPER_USERS").endswith(condor_pool.hub_identity)
+    assert value("GROUP_NAMES").replace(" ", "") == "group_researchers,group_students"
+    assert value("GROUP_QUOTA_DYNAMIC_group_students") == "0.5"
+    # The nslcd the ldap_client role configured asks the session's directory.
+    nslcd = (condor_pool.root / "etc/nslcd.conf").read_text()
+    assert f"uri {condor_pool.ldap_uri}" in nslcd and "nss_min_uid 1000" in nslcd
+
+
+@condor
+def test_impersonation_reaches_real_users_only(condor_pool):
+    """The role's QUEUE_SUPER_USER_MAY_IMPERSONATE: a valid user name that is none of the node's local
+    accounts (listed at deployment from its /etc/passwd)."""
+    regex = condor_pool.run_in_root(["condor_config_val", "QUEUE_SUPER_USER_MAY_IMPERSONATE"]).stdout.strip()
+    pattern = re.compile(regex)
+    for name in ("alice", "bob", "carol", "dave", "a.student", "user_42", "rootless", "condorx"):
+        assert pattern.fullmatch(name), name
+    local = [line.split(":")[0] for line in (condor_pool.root / "etc/passwd").read_text().splitlines() if line]
+    assert {"root", "condor", "condorhub", "nslcd", "nobody", "daemon"} <= set(local)
+    for name in [*local, "", "Alice", "-rf", "alice bob", "x" * 40, "alice\n"]:
+        assert not pattern.fullmatch(name), name
+
+
+@condor
 def test_ldap_users_resolve_inside_the_node(condor_pool):
     out = condor_pool.run_in_root(["getent", "passwd", "alice"]).stdout
     fields = out.strip().split(":")
@@ -171,13 +195,16 @@ def test_ldap_users_resolve_inside_the_node(condor_pool):
 
 @condor
 def test_single_user_environment_has_this_checkout(condor_pool):
-    """The worker venv (jupyterhub 6, jupyterlab, batchspawner 1.3) plus the condorhub wheel built
-    from this checkout at ``up``, usable by a user."""
+    """The worker venv (jupyterhub 6, jupyterlab, batchspawner 1.3) with the condorhub wheel built from this
+    checkout at ``up`` (the worker_env role reinstalls a changed wheel), usable by a user."""
     code = ("import importlib.metadata as m, condorhub, batchspawner, jupyterhub, jupyterlab; "
             "print(condorhub.__file__, m.version('jupyterhub'), m.version('batchspawner'))")
     out = condor_pool.run_in_root(["/opt/condorhub/worker-venv/bin/python", "-c", code],
                                   user="alice").stdout.split()
-    assert out[0].startswith("/opt/condorhub/run-site/condorhub/")
+    assert out[0].startswith("/opt/condorhub/worker-venv/lib/")
+    # ... this checkout's code, not the one the cached root was built with
+    installed = condor_pool.root / Path(out[0]).parent.relative_to("/") / "demo/pool.py"
+    assert installed.read_bytes() == (REPO / "hub_config/demo/pool.py").read_bytes()
     assert out[1].split(".")[0] == "6" and out[2].startswith("1.3")
     assert (condor_pool.root / "opt/condorhub/worker-venv/bin/batchspawner-singleuser").exists()
 
@@ -272,9 +299,9 @@ def test_two_gpus_two_jobs_third_waits(condor_pool):
 
 @condor
 def test_second_pool_is_refused_while_one_runs(condor_pool, tmp_path):
-    other = HTCondorPool(tmp_path / "other-run", root=condor_pool.root, port=condor_pool.port,
+    other = HTCondorPool(tmp_path / "other-run", root=condor_pool.node_root, port=condor_pool.port,
                          install_condorhub=False, log=lambda msg: None)
-    with pytest.raises(PoolError, match="is running in"):
+    with pytest.raises(PoolError, match=f"is running on port {condor_pool.port}"):
         other.up()
     assert condor_pool.status()["running"]
     # The refused up left nothing behind (and did not touch the running pool's mounts).

@@ -27,6 +27,11 @@ SUFFIX = "dc=condorhub,dc=test"
 PIDS = {"slapd": DEMO_DIR / "slapd.pid", "hub": DEMO_DIR / "hub.pid"}
 POOL_DIR = DEMO_DIR / "pool"
 HOME_BASE = "/home"
+# condorhub role -> HTCondor accounting group, and each group's share of the pool (as in the all-in-one
+# inventory): a group may use what the others leave idle.
+ACCOUNTING_GROUPS = {"student": "group_students", "researcher": "group_researchers",
+                     "instructor": "group_instructors", "admin": "group_admins"}
+GROUP_QUOTAS = {"group_students": 0.4, "group_researchers": 0.4, "group_instructors": 0.1, "group_admins": 0.1}
 
 # The GPU profiles the demo offers when its HTCondor pool (2 simulated GPUs) is up.
 CONDOR_PROFILES = [
@@ -71,17 +76,12 @@ def demo_site(pool=None) -> dict:
         ],
     }
     if pool is not None:
-        from .worker_root import WORKER_VENV
+        from .node_root import WORKER_VENV
 
         site["htcondor"] = {
             "condor_config": str(pool.condor_config_path),
             "worker_env": WORKER_VENV,
-            "accounting_groups": {
-                "student": "group_students",
-                "researcher": "group_researchers",
-                "instructor": "group_instructors",
-                "admin": "group_admins",
-            },
+            "accounting_groups": dict(ACCOUNTING_GROUPS),
         }
         site["profiles"] += CONDOR_PROFILES
     return site
@@ -153,10 +153,10 @@ def _start_ldap() -> OpenLDAPServer:
 
 
 def _start_pool(server: OpenLDAPServer):
-    """The GPU node: the HTCondor pool in a cached Debian 13 root (built on first use, ~1.5 min)."""
+    """The GPU node: the HTCondor pool, deployed by the Ansible roles into a Debian 13 root (the cached root is
+    built on first use, ~3 min; each start re-applies the roles with this run's settings, ~30 s)."""
     from .accounts import ensure_homes, ensure_service_account
     from .pool import HTCondorPool, PoolError
-    from .worker_root import WorkerRootError
 
     ensure_homes(DEMO_USERS, HOME_BASE)
     bind_dn, bind_password = ensure_service_account(server, "nslcd", "NSS lookups of the GPU node")
@@ -169,9 +169,10 @@ def _start_pool(server: OpenLDAPServer):
             probe_user=DEMO_USERS[0].uid,
             ldap_bind_dn=bind_dn,
             ldap_bind_password=bind_password,
+            group_quotas=GROUP_QUOTAS,
         )
         pool.up()
-    except (PoolError, WorkerRootError, OSError) as err:
+    except (PoolError, OSError) as err:
         # The login node still works without it; say why the GPU profiles are missing.
         print(f"\nWARNING: no HTCondor pool, so no GPU profiles in this demo: {err}\n")
         return None
