@@ -82,4 +82,17 @@ def condor_pool(slapd, ldap_home_base):
         try:
             pool.down()
         finally:
+            _keep_logs(pool)
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _keep_logs(pool: HTCondorPool) -> None:
+    """The run's ansible-playbook log, the daemons' output and condor's logs, for a look after the run
+    (test-artifacts/condor-pool/; no secrets: the inventory and the tokens stay behind)."""
+    dest = Path(__file__).resolve().parents[1] / "test-artifacts" / "condor-pool"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for log in [pool.run_dir / "ansible-apply.log", *(pool.run_dir / "services").glob("*.log"),
+                *(p for p in pool.log_dir.glob("*") if p.is_file())]:
+        if log.is_file():
+            shutil.copy(log, dest / log.name)
