@@ -84,6 +84,67 @@ def target_root() -> Iterator[TargetRoot]:
         assert not problems, f"teardown of the ansible test root left: {problems}"
 
 
+def in_root(root: Path, *cmd: str, user: str | None = None, timeout: float = 60, check: bool = True):
+    argv = list(cmd) if user is None else ["/usr/sbin/runuser", "-u", user, "--", *cmd]
+    proc = subprocess.run(["chroot", str(root), *argv], env=nr.chroot_env(), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    if check:
+        assert proc.returncode == 0, f"in the root: {' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+    return proc
+
+
+def wait_for_pool(root: Path, gpus: int = 2, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        slots = in_root(root, "condor_status", "-af", "Name", "TotalSlotGPUs", check=False, timeout=20)
+        total = sum(int(f[1]) for f in (line.split() for line in slots.stdout.splitlines())
+                    if len(f) >= 2 and f[1].isdigit())
+        schedd = in_root(root, "condor_q", "-totals", check=False, timeout=20)
+        if total >= gpus and schedd.returncode == 0:
+            return slots.stdout
+        if time.monotonic() > deadline:
+            log = root / "var/log/condor"
+            tails = "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
+                              for p in sorted(log.glob("*Log")) if p.is_file())
+            raise AssertionError(f"the pool the playbook configured did not come up with {gpus} GPUs:\n"
+                                 f"{slots.stdout}{slots.stderr}\n{schedd.stderr}\n{tails}")
+        time.sleep(1)
+
+
+def wait_for_user(root: Path, user: str, workdir: Path, timeout: float = 30) -> None:
+    """LDAP users resolve through nslcd (StartTLS to the playbook's slapd, bound as cn=nslcd)."""
+    deadline = time.monotonic() + timeout
+    while in_root(root, "getent", "passwd", user, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            logs = {p.name: p.read_text(errors="replace")[-1500:] for p in workdir.glob("*-slapd.log")}
+            logs |= {p.name: p.read_text(errors="replace")[-1500:] for p in workdir.glob("*-nslcd.log")}
+            raise AssertionError(f"{user} does not resolve through NSS (nslcd -> slapd) in the root:\n{logs}")
+        time.sleep(0.5)
+
+
+def keep_logs(workdir: Path, name: str) -> None:
+    """The playbook runs' and the daemons' logs, for a look after the run (test-artifacts/<name>/)."""
+    dest = REPO / "test-artifacts" / name
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for log in workdir.glob("*.log"):
+        shutil.copy(log, dest / log.name)
+
+
+def process_uid(pid: int) -> int | None:
+    try:
+        return Path(f"/proc/{pid}").stat().st_uid
+    except OSError:
+        return None
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,20 +19,19 @@ import json
 import os
 import re
 import secrets
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from ansible_fixtures import ANSIBLE_DIR, CACHE_DIR, REPO, free_port, target_root
+from ansible_fixtures import (ANSIBLE_DIR, CACHE_DIR, REPO, cmdline, free_port, in_root, keep_logs, process_uid,
+                              target_root, wait_for_pool, wait_for_user)
 from hub_harness import HubClient
 
 from condorhub.demo import node_root as nr
 from condorhub.demo import playbook
+from condorhub.demo.directory import DEMO_GID_NUMBER, DEMO_POSIX_GROUP, DEMO_USERS, GROUP_ROLES
 from condorhub.demo.playbook import PlaybookRun
 from condorhub.demo.services import start_services
-from condorhub.demo.directory import DEMO_GID_NUMBER, DEMO_POSIX_GROUP, DEMO_USERS, GROUP_ROLES
 
 pytestmark = [pytest.mark.ansible]
 
@@ -101,67 +100,6 @@ def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
 # ------------------------------------------------------------------------------------- services
 
 
-def in_root(root: Path, *cmd: str, user: str | None = None, timeout: float = 60, check: bool = True):
-    argv = list(cmd) if user is None else ["/usr/sbin/runuser", "-u", user, "--", *cmd]
-    proc = subprocess.run(["chroot", str(root), *argv], env=nr.chroot_env(), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    if check:
-        assert proc.returncode == 0, f"in the root: {' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
-    return proc
-
-
-def wait_for_pool(root: Path, gpus: int = 2, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        slots = in_root(root, "condor_status", "-af", "Name", "TotalSlotGPUs", check=False, timeout=20)
-        total = sum(int(f[1]) for f in (line.split() for line in slots.stdout.splitlines())
-                    if len(f) >= 2 and f[1].isdigit())
-        schedd = in_root(root, "condor_q", "-totals", check=False, timeout=20)
-        if total >= gpus and schedd.returncode == 0:
-            return slots.stdout
-        if time.monotonic() > deadline:
-            log = root / "var/log/condor"
-            tails = "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
-                              for p in sorted(log.glob("*Log")) if p.is_file())
-            raise AssertionError(f"the pool the playbook configured did not come up with {gpus} GPUs:\n"
-                                 f"{slots.stdout}{slots.stderr}\n{schedd.stderr}\n{tails}")
-        time.sleep(1)
-
-
-def wait_for_user(root: Path, user: str, workdir: Path, timeout: float = 30) -> None:
-    """LDAP users resolve through nslcd (StartTLS to the playbook's slapd, bound as cn=nslcd)."""
-    deadline = time.monotonic() + timeout
-    while in_root(root, "getent", "passwd", user, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            logs = {p.name: p.read_text(errors="replace")[-1500:] for p in workdir.glob("*-slapd.log")}
-            logs |= {p.name: p.read_text(errors="replace")[-1500:] for p in workdir.glob("*-nslcd.log")}
-            raise AssertionError(f"{user} does not resolve through NSS (nslcd -> slapd) in the root:\n{logs}")
-        time.sleep(0.5)
-
-
-def keep_logs(workdir: Path) -> None:
-    """The playbook runs' and the daemons' logs, for a look after the run (test-artifacts/ansible/)."""
-    dest = REPO / "test-artifacts" / "ansible"
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    for log in workdir.glob("*.log"):
-        shutil.copy(log, dest / log.name)
-
-
-def _uid(pid: int) -> int | None:
-    try:
-        return Path(f"/proc/{pid}").stat().st_uid
-    except OSError:
-        return None
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return "?"
-
-
 # ------------------------------------------------------------------------------------- fixture
 
 
@@ -178,7 +116,7 @@ def deployment(ansible_base_root):
         try:
             yield from _deploy(info)
         finally:
-            keep_logs(workdir)
+            keep_logs(workdir, "ansible")
 
 
 def _deploy(info: dict):
@@ -277,7 +215,7 @@ def test_alice_logs_in_over_https_and_gets_a_gpu_server_on_the_pool(deployment):
     jobs = in_root(root, "condor_q", "-allusers", "-af", "Owner", "JobStatus", "RequestGpus", "AssignedGPUs").stdout
     assert re.search(r"^alice 2 1 \S+", jobs, re.M), f"no running 1-GPU job of alice's:\n{jobs}"
     # ... and runs as her uid, on the execute node (inside the root the playbook deployed).
-    procs = {pid: _cmdline(pid) for pid in deployment["target"].processes() if _uid(pid) == alice.uid_number}
+    procs = {pid: cmdline(pid) for pid in deployment["target"].processes() if process_uid(pid) == alice.uid_number}
     assert any("jupyter" in cmd for cmd in procs.values()), f"no Jupyter server running as alice: {procs}"
     stop = client.api("DELETE", "/users/alice/server")
     assert stop.status_code in (202, 204), stop.text

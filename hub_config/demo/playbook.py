@@ -37,15 +37,24 @@ class PlaybookRun:
     log: Path
 
     @property
-    def recap(self) -> dict[str, int]:
-        """The PLAY RECAP's counts (last host's line; the inventories here have one host per run)."""
-        match = None
-        for match in RECAP.finditer(self.output):
-            pass
-        if match is None:
+    def recaps(self) -> dict[str, dict[str, int]]:
+        """The PLAY RECAP's counts per host."""
+        start = self.output.rfind("PLAY RECAP")
+        found = {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
+                 for m in RECAP.finditer(self.output, max(start, 0))} if start >= 0 else {}
+        if not found:
             raise PlaybookError(f"no PLAY RECAP in the output of ansible-playbook ({self.log}):\n"
                                 f"{self.output[-3000:]}")
-        return {k: int(v) for k, v in match.groupdict().items() if k != "host"}
+        return found
+
+    @property
+    def recap(self) -> dict[str, int]:
+        """The PLAY RECAP's counts, summed over the hosts."""
+        total: dict[str, int] = {}
+        for counts in self.recaps.values():
+            for key, value in counts.items():
+                total[key] = total.get(key, 0) + value
+        return total
 
     def changed_tasks(self) -> list[str]:
         """Names of the tasks that reported "changed" (for a readable failure message)."""
