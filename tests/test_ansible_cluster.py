@@ -22,8 +22,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import re
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from hub_harness import HubClient
 
 from condorhub.demo import node_root as nr
 from condorhub.demo import playbook
-from condorhub.demo.accounts import ensure_homes, ensure_service_account
+from condorhub.demo.accounts import ensure_service_account
 from condorhub.demo.directory import DEMO_USERS, GROUP_ROLES
 from condorhub.demo.playbook import PlaybookRun
 from condorhub.demo.services import start_services
@@ -52,7 +54,7 @@ HOSTS = {
 START_ORDER = ("cm", "gpu01", "hub")
 
 
-def cluster_vars(roots: dict[str, Path], wheel: Path, slapd, home_base: Path, nslcd_password: str,
+def cluster_vars(roots: dict[str, Path], wheel: Path, slapd, nslcd_dn: str, nslcd_password: str,
                  ports: dict[str, int]) -> dict:
     """The cluster inventory's settings, with what differs here: chroots without an init system, the test
     directory (plain LDAP), loopback addresses, a self-signed certificate, simulated GPUs, no TensorFlow."""
@@ -69,6 +71,7 @@ def cluster_vars(roots: dict[str, Path], wheel: Path, slapd, home_base: Path, ns
         "condorhub_ldap_uri": slapd.uri,
         "condorhub_ldap_base": slapd.suffix,
         "vault_ldap_readonly_password": nslcd_password,
+        "ldap_client_bind_dn": nslcd_dn,
         "ldap_client_starttls": False,
         "jupyterhub_site_extra": {
             "ldap": {"tls": {"strategy": "insecure"}},
@@ -132,10 +135,18 @@ def run_cluster_playbook(workdir: Path, inventory: Path) -> PlaybookRun:
 @pytest.fixture(scope="module")
 def cluster(ansible_base_root, slapd, ldap_home_base):
     """Three fresh roots, one site.yml run over all of them, the daemons started machine by machine."""
-    ensure_homes(DEMO_USERS, ldap_home_base)
-    _, nslcd_password = ensure_service_account(slapd, "nslcd", "NSS lookups of the cluster's machines")
+    # an account of its own: the condor tests' pool binds as cn=nslcd, whose password a new call would reset
+    nslcd_dn, nslcd_password = ensure_service_account(slapd, "nslcd-cluster", "NSS lookups of the cluster")
     ports = {name: free_port() for name in ("public", "hub", "proxy_api")}
     with contextlib.ExitStack() as stack:
+        # alice's home (on the NFS server in the cluster), made as a login would, and removed again if this test
+        # made it: the session's homes folder is shared with other tests that check how homes get created
+        home = ldap_home_base / "alice"
+        if not home.exists():
+            alice = next(u for u in DEMO_USERS if u.uid == "alice")
+            home.mkdir(mode=0o700)
+            os.chown(home, alice.uid_number, alice.gid_number)
+            stack.callback(shutil.rmtree, home, ignore_errors=True)
         targets = {host: stack.enter_context(target_root()) for host in HOSTS}
         roots = {host: t.path for host, t in targets.items()}
         workdir = targets["hub"].workdir
@@ -146,7 +157,7 @@ def cluster(ansible_base_root, slapd, ldap_home_base):
             targets[host].mounts.bind(ldap_home_base, ldap_home_base)
         wheel = nr.build_wheel(workdir / "dist", REPO, CACHE_DIR)
         inventory = write_cluster_inventory(
-            workdir / "inventory", roots, cluster_vars(roots, wheel, slapd, ldap_home_base, nslcd_password, ports))
+            workdir / "inventory", roots, cluster_vars(roots, wheel, slapd, nslcd_dn, nslcd_password, ports))
         first = run_cluster_playbook(workdir, inventory)
         print(f"\nansible cluster: first apply {first.seconds:.0f}s, recap {first.recap} (log {first.log})")
         assert first.rc == 0, f"the cluster apply failed (rc {first.rc}):\n{first.failure()}"
