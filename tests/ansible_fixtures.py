@@ -26,11 +26,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hub_harness import HubClient
 
 from condorhub.demo import node_root as nr
+from condorhub.demo.directory import DEMO_USERS
 from condorhub.demo.pool import _kill_root_processes, _root_processes
 
 REPO = Path(__file__).resolve().parents[1]
+#: jupyterhub_profiles of the deployments the tests make: the login node for everyone, one GPU for most.
+TEST_PROFILES = [
+    {"slug": "login-node", "kind": "login_node", "display_name": "Login node",
+     "roles": ["student", "researcher", "instructor", "guest", "admin"]},
+    {"slug": "gpu-1", "kind": "condor", "display_name": "1 GPU", "roles": ["student", "researcher", "instructor", "admin"],
+     "cpus": 1, "memory": "1G", "runtime": "1h", "gpus": 1},
+]
 ANSIBLE_DIR = REPO / "ansible"
 CACHE_DIR = nr.CACHE_DIR
 
@@ -143,6 +152,22 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "?"
+
+
+def alice_starts_a_gpu_server(url: str, certificate: Path) -> HubClient:
+    """alice logs in at the hub the playbook installed (over HTTPS, trusting only the certificate it made) and
+    starts the 1-GPU profile; returns her client once the server runs."""
+    client = HubClient(url)
+    client.http.verify = str(certificate)
+    # ... also not a CA bundle from the environment (requests lets REQUESTS_CA_BUNDLE override `verify`).
+    client.http.trust_env = False
+    alice = next(u for u in DEMO_USERS if u.uid == "alice")
+    page = client.login("alice", alice.password, follow=False)
+    assert client.logged_in_as() == "alice", f"login failed: {page.status_code} {page.text[:500]}"
+    client.spawn_form({"profile": "gpu-1"})
+    status = client.wait_for_server("alice", timeout=240)
+    assert status.get("started"), status
+    return client
 
 
 def free_port() -> int:

@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
-from ansible_fixtures import (ANSIBLE_DIR, CACHE_DIR, REPO, cmdline, free_port, in_root, keep_logs, process_uid,
-                              target_root, wait_for_pool, wait_for_user)
-from hub_harness import HubClient
+from ansible_fixtures import (ANSIBLE_DIR, CACHE_DIR, REPO, TEST_PROFILES, alice_starts_a_gpu_server, cmdline, free_port,
+                              in_root, keep_logs, process_uid, target_root, wait_for_pool, wait_for_user)
 
 from condorhub.demo import node_root as nr
 from condorhub.demo import playbook
@@ -83,13 +82,7 @@ def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
         "jupyterhub_public_url": f"https://127.0.0.1:{ports['public']}",
         "jupyterhub_hub_bind_url": f"http://127.0.0.1:{ports['hub']}",
         "jupyterhub_proxy_api_url": f"http://127.0.0.1:{ports['proxy_api']}",
-        "jupyterhub_profiles": [
-            {"slug": "login-node", "kind": "login_node", "display_name": "Login node",
-             "roles": ["student", "researcher", "instructor", "guest", "admin"]},
-            {"slug": "gpu-1", "kind": "condor", "display_name": "1 GPU",
-             "roles": ["student", "researcher", "instructor", "admin"],
-             "cpus": 1, "memory": "1G", "runtime": "1h", "gpus": 1},
-        ],
+        "jupyterhub_profiles": TEST_PROFILES,
         "jupyterhub_site_extra": {
             "hub": {"start_timeout": 180},
             "htcondor": {"poll_interval": 1, "queue_timeout": "5m", "startup_timeout": "3m"},
@@ -200,17 +193,9 @@ def test_impersonation_reaches_real_users_only(deployment):
 def test_alice_logs_in_over_https_and_gets_a_gpu_server_on_the_pool(deployment):
     root = deployment["root"]
     url = f"https://127.0.0.1:{deployment['ports']['public']}"
-    client = HubClient(url)
     # The self-signed certificate the playbook made is what the client trusts, nothing else.
-    client.http.verify = str(root / "etc/condorhub/tls/condorhub.crt")
-    # ... also not a CA bundle from the environment (requests lets REQUESTS_CA_BUNDLE override `verify`).
-    client.http.trust_env = False
+    client = alice_starts_a_gpu_server(url, root / "etc/condorhub/tls/condorhub.crt")
     alice = next(u for u in DEMO_USERS if u.uid == "alice")
-    page = client.login("alice", alice.password, follow=False)
-    assert client.logged_in_as() == "alice", f"login failed: {page.status_code} {page.text[:500]}"
-    client.spawn_form({"profile": "gpu-1"})
-    status = client.wait_for_server("alice", timeout=240)
-    assert status.get("started"), status
     # The server is an HTCondor job of alice's on the pool the playbook configured, with one GPU.
     jobs = in_root(root, "condor_q", "-allusers", "-af", "Owner", "JobStatus", "RequestGpus", "AssignedGPUs").stdout
     assert re.search(r"^alice 2 1 \S+", jobs, re.M), f"no running 1-GPU job of alice's:\n{jobs}"

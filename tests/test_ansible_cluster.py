@@ -31,9 +31,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_fixtures import (ANSIBLE_DIR, CACHE_DIR, REPO, cmdline, free_port, in_root, keep_logs, process_uid,
-                              target_root, wait_for_pool, wait_for_user)
-from hub_harness import HubClient
+from ansible_fixtures import (ANSIBLE_DIR, CACHE_DIR, REPO, TEST_PROFILES, alice_starts_a_gpu_server, cmdline, free_port,
+                              in_root, keep_logs, process_uid, target_root, wait_for_pool, wait_for_user)
 
 from condorhub.demo import node_root as nr
 from condorhub.demo import playbook
@@ -100,13 +99,7 @@ def cluster_vars(roots: dict[str, Path], wheel: Path, slapd, nslcd_dn: str, nslc
             "SEC_USE_FAMILY_SESSION": "False",
         },
         "worker_env_packages": [],
-        "jupyterhub_profiles": [
-            {"slug": "login-node", "kind": "login_node", "display_name": "Login node (the hub)",
-             "roles": ["student", "researcher", "instructor", "guest", "admin"]},
-            {"slug": "gpu-1", "kind": "condor", "display_name": "1 GPU",
-             "roles": ["student", "researcher", "instructor", "admin"],
-             "cpus": 1, "memory": "1G", "runtime": "1h", "gpus": 1},
-        ],
+        "jupyterhub_profiles": TEST_PROFILES,
     })
     return settings
 
@@ -214,15 +207,9 @@ def test_the_signing_key_stays_off_the_execute_nodes(cluster):
 
 def test_alice_gets_a_gpu_server_on_the_worker(cluster):
     roots, ports = cluster["roots"], cluster["ports"]
-    client = HubClient(f"https://{HOSTS['hub'][0]}:{ports['public']}")
-    client.http.verify = str(roots["hub"] / "etc/condorhub/tls/condorhub.crt")
-    client.http.trust_env = False
+    client = alice_starts_a_gpu_server(f"https://{HOSTS['hub'][0]}:{ports['public']}",
+                                       roots["hub"] / "etc/condorhub/tls/condorhub.crt")
     alice = next(u for u in DEMO_USERS if u.uid == "alice")
-    page = client.login("alice", alice.password, follow=False)
-    assert client.logged_in_as() == "alice", f"login failed: {page.status_code} {page.text[:500]}"
-    client.spawn_form({"profile": "gpu-1"})
-    status = client.wait_for_server("alice", timeout=240)
-    assert status.get("started"), status
     jobs = in_root(roots["hub"], "condor_q", "-allusers", "-af", "Owner", "JobStatus", "RequestGpus",
                    "RemoteHost").stdout
     assert re.search(r"^alice 2 1 \S+", jobs, re.M), f"no running 1-GPU job of alice's:\n{jobs}"
