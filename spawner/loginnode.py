@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Bool, Integer
+from traitlets import Bool, Integer, TraitError, validate
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,24 @@ class LoginNodeSpawner(LocalProcessSpawner):
         """,
     )
 
+    umask = Integer(
+        0o077,
+        config=True,
+        help="""
+        File mode creation mask of the server and everything it starts (kernels, terminals). The default,
+        0o077, makes what a user's code creates readable by that user only: condorhub's users often share
+        one primary group, so 0o027 or 0o022 would let every other user read it wherever they can reach it
+        (scratch, a folder shared on purpose). A user can still chmod a file to share it.
+        """,
+    )
+
+    @validate("umask")
+    def _valid_umask(self, proposal):
+        value = proposal["value"]
+        if not 0 <= value <= 0o777:
+            raise TraitError(f"LoginNodeSpawner.umask must be between 0 and 0o777 (e.g. 0o077), not {value!r}")
+        return value
+
     identity: PosixIdentity | None = None
 
     async def run_auth_state_hook(self, auth_state):
@@ -95,14 +113,18 @@ class LoginNodeSpawner(LocalProcessSpawner):
             return
         if not self.create_home:
             raise web.HTTPError(500, f"Home directory {identity.home} does not exist; ask your administrators.")
+        # 0700 whatever the hub's umask: users share a primary group, so a group-readable home is everyone's.
         os.makedirs(identity.home, mode=0o700, exist_ok=True)
+        os.chmod(identity.home, 0o700)
         os.chown(identity.home, identity.uid, identity.gid)
 
     def make_preexec_fn(self, name):
         identity = self._require_identity()
+        umask = self.umask
 
         def preexec():
             # Runs in the child between fork and exec: drop every group the hub had, then become the user.
+            os.umask(umask)
             os.setgroups([identity.gid])
             os.setgid(identity.gid)
             os.setuid(identity.uid)

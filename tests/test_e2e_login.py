@@ -72,6 +72,8 @@ def test_alice_logs_in_starts_a_login_node_server_and_reaches_it(hub, ldap_home_
     assert written.read_text() == "hi"
     st = os.stat(written)
     assert (st.st_uid, st.st_gid) == (10001, 10000)
+    # ... hers alone: the server's umask is 077 (users share a primary group), and so is her home
+    assert oct(st.st_mode & 0o777) == "0o600"
     home = os.stat(ldap_home_base / "alice")
     assert (home.st_uid, oct(home.st_mode & 0o777)) == (10001, "0o700")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,10 +38,35 @@ def ensure_service_account(server: OpenLDAPServer, name: str, description: str) 
     return dn, password
 
 
+#: Mode of the home folders condorhub creates: the user's alone. The demo's users (like many sites') share one
+#: primary group, so 0750 would still let every other user read them.
+HOME_MODE = 0o700
+
+#: The mode earlier versions created the demo's homes with (readable by everyone); see :func:`ensure_homes`.
+_OLD_HOME_MODE = 0o755
+
+
 def ensure_homes(users: Iterable[DemoUser], home_base: str | os.PathLike) -> None:
-    """Create the users' home folders (the directory only names them), owned by their LDAP uid/gid."""
+    """Create the users' home folders (the directory only names them), owned by their LDAP uid/gid, mode 0700.
+
+    A home left by an earlier demo or test run with the mode those created (0755, owned by the user) is made
+    0700 too; a home with any other mode is the user's choice and stays as it is. Links are never followed.
+    """
     for user in users:
         home = Path(user.home_under(str(home_base)))
-        if not home.exists():
-            home.mkdir(mode=0o755, parents=True)
+        if not os.path.lexists(home):
+            home.parent.mkdir(parents=True, exist_ok=True)
+            home.mkdir(mode=HOME_MODE)
+            os.chmod(home, HOME_MODE)  # whatever the umask
             os.chown(home, user.uid_number, user.gid_number)
+            continue
+        try:
+            fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # a link or not a folder: not one condorhub made
+        try:
+            st = os.fstat(fd)
+            if st.st_uid == user.uid_number and stat.S_IMODE(st.st_mode) == _OLD_HOME_MODE:
+                os.fchmod(fd, HOME_MODE)
+        finally:
+            os.close(fd)

@@ -9,7 +9,7 @@ from the worker environment. It imports nothing but the standard library, so it 
    this node's address; the hub checks both against what HTCondor says about the job).
 3. Replace this process with ``jupyterhub-singleuser`` (exec), its environment being the job's own
    (HTCondor's CUDA_VISIBLE_DEVICES names the GPUs assigned to this job, and the kernels inherit it)
-   plus the hub's settings from the file.
+   plus the hub's settings from the file, with the file mode creation mask :data:`UMASK`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 #: Where the hub's handler listens, relative to JUPYTERHUB_API_URL.
 PORT_API_PATH = "condorhub/port"
+
+#: The server's (and its kernels') umask: what the user's code creates is the user's alone. condorhub's users
+#: often share one primary group, and HTCondor's starter hands jobs its own umask (022): their files would
+#: be readable by every other user wherever those can reach them (scratch, a folder shared on purpose).
+#: The login node's servers get the same default (LoginNodeSpawner.umask).
+UMASK = 0o077
 
 EXIT_BAD_SECRETS = 10
 EXIT_HUB_REFUSED = 11
@@ -143,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     env["JUPYTERHUB_SERVICE_URL"] = with_port(env.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:0/"), bind_ip, port)
     report_port(env, port, node_name())
     argv = [str(a) for a in secrets["argv"]]
+    os.umask(UMASK)
     sys.stdout.flush()
     try:
         os.execvpe(argv[0], argv, env)
