@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
 
 
 class Role(StrEnum):
@@ -216,7 +216,26 @@ class RoleSettings(Strict):
 
 class ThrottleSettings(Strict):
     free_failures: int = Field(
-        5, ge=1, le=100, description="Failed logins allowed per user name and per client address before slowing down."
+        5, ge=1, le=100, description="Failed logins (wrong passwords) allowed per user name before slowing down."
+    )
+    free_failures_per_address: int = Field(
+        50,
+        ge=1,
+        le=100_000,
+        description=(
+            "Failed logins allowed per client address before slowing down; higher than `free_failures` because "
+            "a whole classroom often shares one address (NAT). Only wrong passwords that LDAP answered count, "
+            "never logins in progress, correct ones or a failing LDAP service."
+        ),
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description=(
+            "Proxies in front of configurable-http-proxy (load balancer, nginx), as CIDR networks or addresses, "
+            "whose X-Forwarded-For entries are believed. The client address counted is the first X-Forwarded-For "
+            "entry from the right that is not one of these; configurable-http-proxy's own entry is always used, "
+            "and X-Real-Ip or entries a client wrote itself never are. Empty: the address the proxy saw counts."
+        ),
     )
     window_seconds: float = Field(
         900, gt=0, description="Failures older than this are forgotten."

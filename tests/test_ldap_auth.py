@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import DEMO_GROUP_ROLES, make_authenticator, scratch_dir, start_seeded_slapd
 from tornado import web
+from tornado.httputil import HTTPHeaders
 
 pytestmark = pytest.mark.ldap
 
@@ -23,9 +24,14 @@ SUFFIX = "dc=condorhub,dc=test"
 
 
 def login_handler(address: str = "192.0.2.10"):
-    """What authenticate() reads from JupyterHub's LoginHandler: the client address
-    (tornado fills remote_ip from X-Forwarded-For behind configurable-http-proxy)."""
-    return SimpleNamespace(request=SimpleNamespace(remote_ip=address))
+    """What authenticate() reads from JupyterHub's LoginHandler: the request's socket peer (tornado's
+    ``connection.context.address``) and headers; here a client that reached the hub directly.
+    (The e2e tests in test_e2e_login_throttle.py go through configurable-http-proxy.)"""
+    return SimpleNamespace(request=SimpleNamespace(
+        headers=HTTPHeaders(),
+        connection=SimpleNamespace(context=SimpleNamespace(address=(address, 40000))),
+        remote_ip=address,
+    ))
 
 
 async def login(auth, username, password, address="192.0.2.10"):

@@ -13,8 +13,16 @@ What :class:`CondorhubLDAPAuthenticator` adds to ``ldapauthenticator.LDAPAuthent
   with a role get in; role "admin" makes a JupyterHub admin (and losing it revokes admin).
 * **POSIX identity in auth_state** (uidNumber, gidNumber, home, shell): the spawner runs
   servers as that user, so accounts without them are refused.
-* **Failed-login throttling** per username and per client address, checked before LDAP is
-  contacted (see :mod:`condorhub.auth.throttle`).
+* **Failed-login throttling** per username and per client address (see
+  :mod:`condorhub.auth.throttle`): a throttled attempt is refused before LDAP is contacted, and
+  only a wrong password (or unknown user) that LDAP has answered counts. The client address is
+  the one the trusted proxy saw, never a client-written header
+  (:mod:`condorhub.auth.client_address`). Attempts for one username take turns, and attempts are
+  admitted to LDAP only when a thread is free, re-checking the counts then, so parallel guesses
+  get (almost) no more tries than sequential ones while a class logging in at once is never
+  refused.
+* **A service failure is not a wrong password.** A refused service-account bind (lookup mode),
+  an unreachable or hung server: the login page says so (503) and nothing is counted.
 * **Strict usernames**, rejecting LDAP filter/DN syntax before any LDAP call.
 * **Errors people can act on.** Problems that are not "wrong password" are raised as
   ``tornado.web.HTTPError(status, message)``. JupyterHub renders such an error, raised during
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import math
 import os
 import re
@@ -53,8 +62,9 @@ from ldap3.utils.dn import escape_rdn, parse_dn
 from ldapauthenticator import LDAPAuthenticator
 from ldapauthenticator.ldapauthenticator import TlsStrategy
 from tornado import web
-from traitlets import Dict, Float, Int, Unicode, default, observe, validate
+from traitlets import Dict, Float, Int, List, Unicode, default, observe, validate
 
+from condorhub.auth.client_address import parse_networks, request_client_address, throttle_key
 from condorhub.auth.throttle import FailedLoginThrottle
 
 __all__ = ["ROLES", "CondorhubLDAPAuthenticator"]
@@ -72,6 +82,11 @@ NO_ROLE_MESSAGE = (
 _LDAP_SPECIAL = frozenset('*()\\\x00,=+<>;"#')
 
 _POSIX_ATTRIBUTES = ("uidNumber", "gidNumber", "homeDirectory")
+
+SERVICE_ACCOUNT_MESSAGE = (
+    "The login service cannot reach the directory (its service account was refused); "
+    "try again later, and tell the hub administrators if this persists."
+)
 
 
 def _log_name(name: str) -> str:
@@ -119,6 +134,20 @@ class LoginServiceError(Exception):
         self.user_message = user_message
         self.log_message = log_message
         self.status = status
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """LDAP said no to this login.
+
+    ``wrong_password``: LDAP answered that the password is wrong or the user does not exist
+    (invalidCredentials, or no entry found). Only such an answer counts as a failed login;
+    other refusals (the password was right but e.g. ``search_filter`` excludes the account)
+    prove nothing about guessing.
+    """
+
+    wrong_password: bool
+    reason: str
 
 
 @dataclass
@@ -373,9 +402,40 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         Failed logins from one client address before its attempts are slowed.
 
         Higher than `throttle_free_failures` because a whole classroom often shares one
-        address (NAT); it stops one machine from guessing across many usernames.
+        address (NAT); it stops one machine from guessing across many usernames. Only wrong
+        passwords count (logins in progress and correct ones never do), so a class logging in
+        at once is not slowed by this.
         """,
     )
+
+    trusted_proxies = List(
+        Unicode(),
+        config=True,
+        help="""
+        Proxies in front of configurable-http-proxy (load balancers, nginx) whose
+        X-Forwarded-For entries are believed, as CIDR networks or single addresses.
+
+        The client address the per-address throttle counts is the first address in
+        X-Forwarded-For, read from the right, that is not one of these. The hop that connects
+        to the hub (configurable-http-proxy on this machine) is always trusted; whatever a
+        client writes into X-Real-Ip or X-Forwarded-For itself is never believed. Empty
+        (default): the address configurable-http-proxy saw is the client. A request that
+        reaches the hub's port from anywhere else is counted under its own socket address.
+        """,
+    )
+
+    @validate("trusted_proxies")
+    def _validate_trusted_proxies(self, proposal):
+        parse_networks(proposal.value)  # a ValueError naming the bad entry
+        return proposal.value
+
+    @property
+    def trusted_proxy_networks(self):
+        key = tuple(self.trusted_proxies)
+        cached = getattr(self, "_trusted_proxy_cache", None)
+        if cached is None or cached[0] != key:
+            cached = self._trusted_proxy_cache = (key, parse_networks(key))
+        return cached[1]
 
     throttle_initial_delay_seconds = Float(
         2.0, config=True, help="Seconds the first slowed-down attempt must wait after the last failure."
@@ -422,6 +482,11 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             self._address_throttle = self._make_throttle(self.throttle_free_failures_per_address)
         return self._address_throttle
 
+    def client_address(self, handler) -> str:
+        """The per-address throttle's key for this login: the client address the proxy saw."""
+        request = getattr(handler, "request", None)
+        return throttle_key(request_client_address(request, self.trusted_proxy_networks)) if request else "unknown"
+
     # ------------------------------------------------------------------ LDAP (blocking part)
 
     @property
@@ -433,11 +498,16 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         return self._ldap_executor
 
     def get_connection(self, userdn, password):
-        """Bind as ``userdn``; the connection, or None for wrong credentials.
+        """Bind as ``userdn``; the connection, or None when the bind was refused.
 
         Overrides upstream to add the timeouts and verified TLS. Raises ldap3 errors for
         connectivity and TLS problems. Runs in the LDAP thread pool, never on the event loop.
         """
+        return self._bind(userdn, password)[0]
+
+    def _bind(self, userdn, password):
+        """:meth:`get_connection`, plus why a refused bind was refused: ``(conn, None)`` or
+        ``(None, reason)``, where a reason containing "invalidCredentials" is a wrong password."""
         if self.tls_strategy == TlsStrategy.on_connect:
             use_ssl, auto_bind = True, ldap3.AUTO_BIND_NO_TLS
         elif self.tls_strategy == TlsStrategy.before_bind:
@@ -454,7 +524,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             get_info=ldap3.NONE,
         )
         try:
-            return ldap3.Connection(
+            conn = ldap3.Connection(
                 server,
                 user=userdn,
                 password=password,
@@ -463,6 +533,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
                 receive_timeout=math.ceil(self.receive_timeout),
                 read_only=True,
             )
+            return conn, None
         except LDAPBindError as e:
             reason = str(e)
             if "invalidCredentials" in reason:
@@ -470,7 +541,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             else:
                 # Not a wrong password: e.g. confidentialityRequired or a locked account.
                 self.log.warning("LDAP bind as %s refused: %s", userdn, reason)
-            return None
+            return None, reason or "bind refused"
 
     def _read_user(self, conn, userdn: str, uid: str) -> _DirectoryUser:
         attributes = ["uid", "uidNumber", "gidNumber", "homeDirectory", "loginShell"]
@@ -519,11 +590,62 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         )
         return len(conn.entries) == 1
 
-    def ldap_login(self, username: str, password: str) -> _DirectoryUser | None:
+    def resolve_username(self, username_supplied_by_user):
+        """Find the user's (uid, DN) with the service account (lookup_dn); (None, None) if no such user.
+
+        Replaces upstream's, which returns (None, None) -- "wrong username or password", counted
+        against the user -- also when the *service account's* bind is refused: after a rotated
+        service password every user would be throttled. Here that, and an ambiguous or
+        attribute-less match (a configuration problem), raise LoginServiceError. It also unbinds
+        the service connection, which upstream leaves open.
+        """
+        service_dn = self.lookup_dn_search_user
+        conn, reason = self._bind(service_dn, self.lookup_dn_search_password)
+        if conn is None:
+            raise LoginServiceError(
+                SERVICE_ACCOUNT_MESSAGE,
+                f"the LDAP service account {service_dn} was refused ({reason}); put its current password "
+                "into ldap.lookup.search_password_file (CondorhubLDAPAuthenticator.lookup_dn_search_password) "
+                "and restart the hub",
+            )
+        try:
+            conn.search(
+                search_base=self.user_search_base,
+                search_scope=ldap3.SUBTREE,
+                search_filter=self.lookup_dn_search_filter.format(
+                    login_attr=self.user_attribute, login=escape_filter_chars(username_supplied_by_user)
+                ),
+                attributes=[self.lookup_dn_user_dn_attribute],
+            )
+            entries = list(conn.entries)
+        finally:
+            try:
+                conn.unbind()
+            except Exception:  # noqa: BLE001 - the search's outcome matters, not the goodbye
+                pass
+        if not entries:
+            return None, None
+        problem = None
+        if len(entries) > 1:
+            problem = f"{len(entries)} entries match; lookup filter and user_attribute must find one"
+        else:
+            values = entries[0].entry_attributes_as_dict.get(self.lookup_dn_user_dn_attribute) or []
+            if len(values) != 1:
+                problem = (f"the entry has {len(values)} values of {self.lookup_dn_user_dn_attribute!r}; "
+                           "check ldap.user_attribute")
+        if problem:
+            raise LoginServiceError(
+                "The login service could not look up your account; please tell the hub administrators.",
+                f"looking up {_log_name(username_supplied_by_user)} below {self.user_search_base}: {problem}",
+                status=500,
+            )
+        return str(values[0]), entries[0].entry_dn
+
+    def ldap_login(self, username: str, password: str) -> _DirectoryUser | _Refused:
         """The blocking LDAP part of a login: bind, read the entry and the groups.
 
-        Returns None for a wrong password or unknown user; raises LoginServiceError when LDAP
-        could not answer the question.
+        Returns :class:`_Refused` when LDAP said no (``wrong_password`` for a wrong password or an
+        unknown user); raises LoginServiceError when LDAP could not answer the question.
         """
         try:
             uid = username
@@ -531,21 +653,23 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             if self.lookup_dn:
                 uid, found_dn = self.resolve_username(username)
                 if not found_dn:
-                    return None
+                    return _Refused(True, "no such user")
                 templates = templates or [found_dn]
-            conn = None
+            conn, reasons = None, []
             for template in templates:
                 # escape_rdn although the username was validated: defence in depth.
-                conn = self.get_connection(template.format(username=escape_rdn(uid)), password)
+                conn, reason = self._bind(template.format(username=escape_rdn(uid)), password)
                 if conn:
                     break
+                reasons.append(reason)
             if not conn:
-                return None
+                wrong = any("invalidCredentials" in reason for reason in reasons)
+                return _Refused(wrong, "; ".join(reasons))
             try:
                 if self.search_filter and not self._passes_search_filter(conn, uid):
                     self.log.warning("LDAP login of %s refused: search_filter does not match it",
                                      _log_name(username))
-                    return None
+                    return _Refused(False, "search_filter does not match the account")
                 user = self._read_user(conn, conn.user, uid)
                 user.group_names = sorted({group_name_from_dn(dn) for dn in self._group_dns(conn, user, uid)})
                 return user
@@ -630,44 +754,27 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     async def authenticate(self, handler, data):
         username = self.normalize_login_name(data.get("username") or "")
         password = data.get("password") or ""
-        address = getattr(getattr(handler, "request", None), "remote_ip", None) or "unknown"
+        address = self.client_address(handler)
 
-        self._throttled(
-            self.address_throttle, address,
-            "Too many failed logins from your network address; try again in {seconds} s.",
-            username,
-        )
+        self._check_address(address, username)
+        # Neither check below reaches LDAP, so neither can guess a password: not counted.
         if not self.is_valid_login_name(username):
             self.log.warning("Login refused for %s from %s: not a valid username (must match %s)",
                              _log_name(username), address, self.valid_username_regex)
-            self.address_throttle.record_failure(address)
             return None
-        self._throttled(
-            self.username_throttle, username,
-            "Too many failed logins for this account; try again in {seconds} s.",
-            username,
-        )
-        # Count the attempt now, before LDAP answers: parallel guesses must not all slip
-        # through the check above. Success or an unanswered attempt takes it back below.
-        self.username_throttle.record_failure(username)
-        self.address_throttle.record_failure(address)
-
         if not password.strip():
             # An LDAP bind with an empty password is an anonymous bind that *succeeds*.
             self.log.warning("Login refused for %s from %s: empty password", _log_name(username), address)
             return None
+        self._check_username(username)
 
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
-            user = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self.ldap_login, username, password),
-                timeout=self.login_timeout,
+            outcome = await asyncio.wait_for(
+                self._attempt(username, password, address), timeout=self.login_timeout
             )
         except (LoginServiceError, asyncio.TimeoutError) as e:
-            # Not the user's fault: this attempt proves nothing about the password.
-            self.username_throttle.forgive(username)
-            self.address_throttle.forgive(address)
+            # Not the user's fault: nothing was counted (counting happens only on LDAP's answer).
             if isinstance(e, asyncio.TimeoutError):
                 e = LoginServiceError(
                     f"The login service (LDAP) did not answer in {self.login_timeout:g} s; try again later.",
@@ -676,16 +783,101 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             self.log.error("Login of %s from %s not decided: %s", _log_name(username), address, e.log_message)
             raise web.HTTPError(e.status, e.user_message) from None
 
-        if user is None:
-            self.log.warning(
-                "LDAP login failed for %s from %s: wrong password or unknown user (failures counted: %d)",
-                _log_name(username), address, self.username_throttle.failures(username),
-            )
+        if isinstance(outcome, _Refused):
+            if outcome.wrong_password:
+                self.log.warning(
+                    "LDAP login failed for %s from %s: wrong password or unknown user "
+                    "(failures counted: %d for the username, %d for the address)",
+                    _log_name(username), address, self.username_throttle.failures(username),
+                    self.address_throttle.failures(address),
+                )
+            else:
+                self.log.warning("LDAP login refused for %s from %s, not counted as a failure: %s",
+                                 _log_name(username), address, outcome.reason)
             return None
+        return self._auth_model(username, outcome, time.monotonic() - started)
 
-        self.username_throttle.reset(username)
-        self.address_throttle.forgive(address)
-        return self._auth_model(username, user, time.monotonic() - started)
+    def _check_address(self, address: str, username: str) -> None:
+        self._throttled(
+            self.address_throttle, address,
+            "Too many failed logins from your network address; try again in {seconds} s.",
+            username,
+        )
+
+    def _check_username(self, username: str) -> None:
+        self._throttled(
+            self.username_throttle, username,
+            "Too many failed logins for this account; try again in {seconds} s.",
+            username,
+        )
+
+    async def _attempt(self, username: str, password: str, address: str) -> _DirectoryUser | _Refused:
+        """One login's LDAP part, in turn with other attempts for ``username``; counts its outcome.
+
+        The throttle is checked again at each point where this attempt may have waited (for its
+        turn, for an LDAP thread), so an attempt is admitted only against the failures *answered*
+        so far: never a refusal for attempts merely in flight (a class logging in at once), and
+        parallel guesses gain at most ``ldap_threads - 1`` tries per address and none per username.
+        Counting happens before the turn passes on, so the next attempt for the username sees it.
+        """
+        async with self._turn_of(username):
+            self._check_username(username)
+            outcome = await self._in_ldap_thread(username, password, address)
+            if isinstance(outcome, _Refused):
+                if outcome.wrong_password:
+                    self.username_throttle.record_failure(username)
+                    self.address_throttle.record_failure(address)
+            else:
+                # A success forgets the username's failures; the address's stay (logging into
+                # one's own account must not wipe the record of guesses at others).
+                self.username_throttle.reset(username)
+            return outcome
+
+    @contextlib.asynccontextmanager
+    async def _turn_of(self, username: str):
+        """Attempts for one username run one after the other (entries exist only while in use)."""
+        turns = self.__dict__.setdefault("_username_turns", {})
+        entry = turns.get(username)
+        if entry is None:
+            entry = turns[username] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                turns.pop(username, None)
+
+    def _ldap_slots(self) -> asyncio.Semaphore:
+        """One slot per LDAP thread; a slot is freed when its thread finishes, not when a login gives up."""
+        loop = asyncio.get_running_loop()
+        slots = getattr(self, "_ldap_slot_state", None)
+        if slots is None or slots[0] is not loop:
+            slots = self._ldap_slot_state = (loop, asyncio.Semaphore(self.ldap_threads))
+        return slots[1]
+
+    async def _in_ldap_thread(self, username: str, password: str, address: str):
+        slots = self._ldap_slots()
+        await slots.acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            # Re-check now that this attempt has an LDAP thread: while it waited, attempts ahead of
+            # it may have been answered "wrong password".
+            self._check_address(address, username)
+            future = self._executor.submit(self.ldap_login, username, password)
+        except BaseException:
+            slots.release()
+            raise
+
+        def free_slot(_future) -> None:
+            try:
+                loop.call_soon_threadsafe(slots.release)
+            except RuntimeError:  # the loop is closed: the hub is shutting down
+                pass
+
+        future.add_done_callback(free_slot)
+        return await asyncio.wrap_future(future)
 
     def _auth_model(self, username: str, user: _DirectoryUser, elapsed: float) -> dict:
         missing = [name for name in _POSIX_ATTRIBUTES if user.first(name) in (None, "")]

@@ -9,11 +9,11 @@ keeps one per username and one per client address. For each key it counts failur
 * a key whose latest failure is older than ``window`` is forgotten (counter back to zero);
 * a success resets the key (the authenticator does that for the username only).
 
-Attempts are meant to be counted *before* the password is checked (:meth:`record_failure`
-when the attempt starts, then :meth:`reset` on success or :meth:`forgive` when the attempt
-proved nothing, e.g. the LDAP server was down). Counting up front matters: otherwise an
-attacker could fire many guesses in parallel, all of which would pass the check before the
-first failure was recorded.
+Only answered failures are recorded (:meth:`record_failure` once LDAP said "wrong password"),
+never attempts still in flight: counting attempts up front refused a class whose 100 students
+logged in at once with the right passwords from one NAT address. That parallel guesses cannot
+all slip past the check before the first failure is recorded is the authenticator's job: it
+lets attempts for one username take turns and re-checks when an attempt gets an LDAP thread.
 
 Memory stays bounded: at most ``max_keys`` keys are tracked; expired keys are dropped as the
 table is touched, and when it is full the key with the oldest failure is evicted. Eviction only
@@ -104,7 +104,7 @@ class FailedLoginThrottle:
         return math.ceil(self.retry_after(key))
 
     def record_failure(self, key: Hashable) -> None:
-        """Count one failed (or not yet decided) attempt for ``key``."""
+        """Count one failed attempt for ``key``."""
         now = self.clock()
         entry = self._live(key, now)
         if entry is None:
@@ -114,15 +114,6 @@ class FailedLoginThrottle:
         self._keys[key] = entry
         self._keys.move_to_end(key)
         self._prune(now)
-
-    def forgive(self, key: Hashable) -> None:
-        """Take back one counted attempt that proved nothing (e.g. the server was unreachable)."""
-        entry = self._keys.get(key)
-        if entry is None:
-            return
-        entry.count -= 1
-        if entry.count <= 0:
-            del self._keys[key]
 
     def reset(self, key: Hashable) -> None:
         """Forget ``key`` entirely (a successful login)."""
