@@ -217,6 +217,59 @@ async def test_one_address_guessing_many_usernames_is_throttled(slapd):
     assert (await login(auth, "alice", "alice-pw", address="203.0.113.5"))["name"] == "alice"
 
 
+async def test_correct_logins_in_flight_never_count_as_failures(slapd):
+    # One free failure per account and per address: had attempts been counted before LDAP answered, the
+    # second concurrent login would already be refused.
+    auth = make_authenticator(slapd, throttle_free_failures=1, throttle_free_failures_per_address=1)
+    demo = [("alice", "alice-pw"), ("bob", "bob-pw"), ("carol", "carol-pw"), ("dave", "dave-pw")] * 10
+    users = await asyncio.gather(*(login(auth, name, password) for name, password in demo))
+    assert [user["name"] for user in users] == [name for name, _ in demo]
+    assert auth.address_throttle.failures("192.0.2.10") == 0
+
+
+async def test_only_answered_wrong_passwords_count(slapd):
+    auth = make_authenticator(slapd, throttle_free_failures=2)
+    # Neither an invalid name nor an empty password reaches LDAP: neither can guess, neither counts.
+    for _ in range(5):
+        assert await login(auth, "alice)(x", "guess") is None
+        assert await login(auth, "alice", "") is None
+    assert auth.username_throttle.failures("alice") == 0
+    assert auth.address_throttle.failures("192.0.2.10") == 0
+    assert await login(auth, "alice", "guess") is None
+    assert auth.username_throttle.failures("alice") == 1
+    assert auth.address_throttle.failures("192.0.2.10") == 1
+
+
+def lookup_authenticator(slapd, service_password, **overrides):
+    auth = make_authenticator(slapd, **overrides)
+    auth.lookup_dn = True
+    auth.bind_dn_template = []
+    auth.lookup_dn_search_user = slapd.admin_dn
+    auth.lookup_dn_search_password = service_password
+    auth.user_search_base = f"ou=people,{SUFFIX}"
+    auth.user_attribute = "uid"
+    auth.lookup_dn_user_dn_attribute = "uid"
+    return auth
+
+
+async def test_a_refused_service_account_is_a_service_error_and_counts_against_nobody(slapd, caplog):
+    auth = lookup_authenticator(slapd, "not-the-service-password",
+                                throttle_free_failures=1, throttle_free_failures_per_address=1)
+    for password in ["bob-pw", "typo", "bob-pw", "typo"]:
+        error = await login_error(auth, "bob", password)
+        assert error.status_code == 503
+        assert error.log_message.startswith("The login service cannot reach the directory")
+    assert f"the LDAP service account {slapd.admin_dn} was refused" in caplog.text
+    assert "ldap.lookup.search_password_file" in caplog.text
+    assert auth.username_throttle.failures("bob") == 0
+    assert auth.address_throttle.failures("192.0.2.10") == 0
+    # The service password is fixed: bob gets straight in, and wrong passwords count again.
+    auth.lookup_dn_search_password = slapd.admin_password
+    assert (await login(auth, "bob", "bob-pw"))["name"] == "bob"
+    assert await login(auth, "nobody", "typo") is None
+    assert auth.address_throttle.failures("192.0.2.10") == 1
+
+
 # ---------------------------------------------------------------------- a broken directory
 
 
