@@ -225,7 +225,7 @@ def test_parallel_guesses_from_one_address_are_bounded_by_the_ldap_threads(hub):
 # ---------------------------------------------------------------------- the service account
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def lookup_hub(directory):
     """A hub that finds user DNs with the service account (site file ldap.lookup)."""
     work = scratch_dir("condorhub-e2e-lookup-hub-")
@@ -272,3 +272,23 @@ def test_a_rotated_service_password_is_a_service_error_and_throttles_nobody(look
     # And a wrong password is still a wrong password in lookup mode (and an unknown user too).
     assert INVALID in login_page_text(client_at(lookup_hub, "127.0.0.32"), "alice", "typo")[1]
     assert INVALID in login_page_text(client_at(lookup_hub, "127.0.0.32"), "nobody", "typo")[1]
+
+
+def test_a_stopped_or_hung_directory_in_lookup_mode_is_a_service_error_and_throttles_nobody(lookup_hub, directory):
+    directory.stop()
+    try:
+        for _ in range(FREE_PER_ADDRESS + 1):
+            status, text = login_page_text(client_at(lookup_hub, "127.0.0.33"), "bob", "bob-pw")
+            assert status == 503 and "The login service (LDAP) cannot be reached right now" in text
+    finally:
+        directory.start()
+    directory.pause()  # accepts connections, never answers
+    try:
+        for _ in range(2):
+            started = time.monotonic()
+            status, text = login_page_text(client_at(lookup_hub, "127.0.0.33"), "bob", "bob-pw")
+            assert status == 503 and "The login service (LDAP) did not answer" in text
+            assert time.monotonic() - started < 2 + 2 * 2 + 3  # connect 2 s + receive 2 s, plus slack
+    finally:
+        directory.resume()
+    assert login_page_text(client_at(lookup_hub, "127.0.0.33"), "bob", "bob-pw")[0] == 302

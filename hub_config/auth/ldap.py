@@ -17,10 +17,11 @@ What :class:`CondorhubLDAPAuthenticator` adds to ``ldapauthenticator.LDAPAuthent
   :mod:`condorhub.auth.throttle`): a throttled attempt is refused before LDAP is contacted, and
   only a wrong password (or unknown user) that LDAP has answered counts. The client address is
   the one the trusted proxy saw, never a client-written header
-  (:mod:`condorhub.auth.client_address`). Attempts for one username take turns, and attempts are
-  admitted to LDAP only when a thread is free, re-checking the counts then, so parallel guesses
-  get (almost) no more tries than sequential ones while a class logging in at once is never
-  refused.
+  (:mod:`condorhub.auth.client_address`). Parallel attempts for one username are admitted only
+  as many as it has free failures left (one at a time once they are used up), and every attempt
+  re-checks its address when it gets an LDAP thread: parallel guesses get no more tries per
+  account than sequential ones, and at most ``ldap_threads - 1`` more per address, while a class
+  logging in at once is never refused.
 * **A service failure is not a wrong password.** A refused service-account bind (lookup mode),
   an unreachable or hung server: the login page says so (503) and nothing is counted.
 * **Strict usernames**, rejecting LDAP filter/DN syntax before any LDAP call.
@@ -47,6 +48,7 @@ import ssl
 import string
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import ldap3
 from ldap3.core.exceptions import (
@@ -812,16 +814,14 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         )
 
     async def _attempt(self, username: str, password: str, address: str) -> _DirectoryUser | _Refused:
-        """One login's LDAP part, in turn with other attempts for ``username``; counts its outcome.
+        """One login's LDAP part, admitted against the failures *answered* so far; counts its outcome.
 
-        The throttle is checked again at each point where this attempt may have waited (for its
-        turn, for an LDAP thread), so an attempt is admitted only against the failures *answered*
-        so far: never a refusal for attempts merely in flight (a class logging in at once), and
-        parallel guesses gain at most ``ldap_threads - 1`` tries per address and none per username.
-        Counting happens before the turn passes on, so the next attempt for the username sees it.
+        Never a refusal for attempts merely in flight (a class logging in at once), yet parallel
+        guesses gain nothing per username and little per address: the throttle is checked again at
+        each point where this attempt may have waited (for room among the username's attempts, for
+        an LDAP thread), and the outcome is counted before that room is given to the next attempt.
         """
-        async with self._turn_of(username):
-            self._check_username(username)
+        async with self._room_for(username):
             outcome = await self._in_ldap_thread(username, password, address)
             if isinstance(outcome, _Refused):
                 if outcome.wrong_password:
@@ -834,20 +834,38 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             return outcome
 
     @contextlib.asynccontextmanager
-    async def _turn_of(self, username: str):
-        """Attempts for one username run one after the other (entries exist only while in use)."""
-        turns = self.__dict__.setdefault("_username_turns", {})
-        entry = turns.get(username)
-        if entry is None:
-            entry = turns[username] = [asyncio.Lock(), 0]
-        entry[1] += 1
+    async def _room_for(self, username: str):
+        """Admit an attempt for ``username`` only while, should all its attempts in flight turn out
+        wrong, the username would still be within its free failures (and at least one at a time).
+
+        So parallel guesses for one account get exactly the tries sequential ones would, while
+        correct logins of one account (a shared course account, a student with three tabs) still
+        run side by side. Waiting attempts re-check the throttle each time one finishes.
+        Entries exist only while attempts for the username are in flight or waiting.
+        """
+        throttle = self.username_throttle
+        rooms = self.__dict__.setdefault("_username_rooms", {})
+        room = rooms.get(username)
+        if room is None:
+            room = rooms[username] = SimpleNamespace(users=0, in_flight=0, finished=asyncio.Event())
+        room.users += 1  # waiting or in flight
         try:
-            async with entry[0]:
+            while True:
+                self._check_username(username)
+                if room.in_flight < max(1, throttle.free_failures - throttle.failures(username)):
+                    break
+                await room.finished.wait()
+            room.in_flight += 1
+            try:
                 yield
+            finally:
+                room.in_flight -= 1
+                room.finished.set()  # wake the waiting attempts; they re-check
+                room.finished = asyncio.Event()
         finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                turns.pop(username, None)
+            room.users -= 1
+            if room.users == 0:
+                del rooms[username]
 
     def _ldap_slots(self) -> asyncio.Semaphore:
         """One slot per LDAP thread; a slot is freed when its thread finishes, not when a login gives up."""
