@@ -6,6 +6,8 @@ handshake waiting for its timeout) froze every thread of the process, the hub's 
 20 s in our tests. A thread executor is therefore not enough: :class:`WorkerLane` runs the client in a
 separate **worker process** (:mod:`.worker`, which imports neither JupyterHub nor anything of the hub) and
 the hub only awaits a pipe. A hung call costs a worker process, never the hub: it is killed and replaced.
+Requests carry ids and answers are matched by them, so the answer to a call whose caller gave up never
+reaches another caller (see :class:`WorkerLane`).
 
 It knows nothing of JupyterHub: plain dicts in, plain dicts out, which also keeps the queue logic
 testable with a fake client.
@@ -19,7 +21,9 @@ then names.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import logging
 import os
 import shutil
 import sys
@@ -246,72 +250,285 @@ class CondorClient:
 
 # -- the worker process ------------------------------------------------------------------------------
 
+#: States of a request (:class:`_Request`): its caller awaits the answer; its caller gave up (cancelled,
+#: or out of time) and the answer, when it comes, is handled here and never handed to anyone.
+WAITING, ABANDONED = "waiting", "abandoned"
+
+
+class _Request:
+    """One call sent to a worker process. Its id is echoed in the answer, which is matched by it."""
+
+    __slots__ = ("id", "method", "args", "future", "sent_at", "deadline", "state")
+
+    def __init__(self, request_id: int, method: str, args: list, future: asyncio.Future, sent_at: float, timeout: float):
+        self.id = request_id
+        self.method = method
+        self.args = args
+        self.future = future
+        self.sent_at = sent_at  # loop time
+        self.deadline = sent_at + timeout  # by which the caller wanted its answer
+        self.state = WAITING
+
+    def line(self) -> bytes:
+        return (json.dumps({"id": self.id, "method": self.method, "args": self.args}) + "\n").encode()
+
+
+class _Worker:
+    """One worker process: its pipes, the one request it executes (it runs them one at a time), the task
+    that reads its answers, and the timer that kills it when an abandoned request hangs too long."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.busy: _Request | None = None
+        self.reader: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None and self.reader is not None and not self.reader.done()
+
 
 class WorkerLane:
-    """One worker process (:mod:`.worker`) that runs :class:`CondorClient` calls, one at a time.
+    """Worker processes (:mod:`.worker`) that run :class:`CondorClient` calls, one at a time.
 
     Async all the way: the hub writes a JSON line to the worker's stdin and awaits its answer on stdout,
-    so no thread of the hub ever sits inside the bindings. A call that does not answer within its timeout
-    kills the worker (a call stuck inside the bindings cannot be interrupted any other way); the next call
-    starts a fresh one.
+    so no thread of the hub ever sits inside the bindings.
+
+    Every request carries an id that the worker echoes; a reader task matches each answer to the one
+    request the process executes, and only a caller still waiting gets it. A caller that gives up
+    (cancelled by JupyterHub's start timeout, a hub shutdown or a ``wait_for`` around the call, or out of
+    its own ``timeout``) leaves its request *abandoned*: the answer, if it comes, is dropped (logged at
+    debug) and passed to ``on_late_reply`` (the queue view removes a job whose submission nobody waits
+    for). Without the ids, that answer stayed in the pipe and the next caller read it as its own: another
+    user's job id.
+
+    The next call never waits behind an abandoned request (the schedd it waits for may hang, and the
+    bindings cannot be interrupted): the busy process is *retired* (its stdin closed, so it exits once
+    the call returns, its answer still handled) and a fresh one serves the call. A process still busy
+    ``late_grace`` seconds after the abandoned request's deadline is killed.
     """
 
     # A query of a big queue is one long JSON line.
     LINE_LIMIT = 256 * 1024 * 1024
 
-    def __init__(self, name: str, settings: dict, log=None):
+    #: At most this many retired processes finish abandoned calls at once; beyond, the oldest is killed
+    #: (its answer is then lost: a job it may have submitted is left to the queue view's orphan sweep).
+    MAX_RETIRED = 4
+
+    def __init__(self, name: str, settings: dict, log=None, on_late_reply=None, late_grace: float | None = None):
         self.name = name
         self.settings = dict(settings)
-        self.log = log
-        self._proc = None
-        self._lock = None
+        self.log = log or logging.getLogger(__name__)
+        #: ``on_late_reply(method, args, reply)``: called with the answer to an abandoned request.
+        self.on_late_reply = on_late_reply
+        #: Seconds an abandoned request may run past its deadline before its process is killed; None:
+        #: its own timeout again (so a call gets at most twice its timeout in all).
+        self.late_grace = late_grace
+        self._worker: _Worker | None = None
+        self._retired: list[_Worker] = []
+        self._readers: set[asyncio.Task] = set()
+        self._lock: asyncio.Lock | None = None
+        self._ids = itertools.count(1)
 
-    async def _ensure(self):
-        if self._proc is None or self._proc.returncode is not None:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "condorhub.spawner.condor.worker",
-                json.dumps(self.settings),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                limit=self.LINE_LIMIT,
-                # Its own process group: a hub stopped with Ctrl-C or SIGTERM to its group is not affected
-                # differently, but a kill() here never reaches the hub.
-                start_new_session=True,
+    # -- processes --------------------------------------------------------------------------------------
+
+    async def _spawn(self) -> _Worker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "condorhub.spawner.condor.worker",
+            json.dumps(self.settings),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=self.LINE_LIMIT,
+            # Its own process group: a kill() here never reaches the hub.
+            start_new_session=True,
+        )
+        worker = _Worker(proc)
+        worker.reader = asyncio.ensure_future(self._read(worker))
+        self._readers.add(worker.reader)
+        worker.reader.add_done_callback(self._readers.discard)
+        return worker
+
+    async def _ready(self) -> _Worker:
+        """The process for the next call (the caller holds the lock)."""
+        worker = self._worker
+        if worker is not None and worker.busy is not None:
+            # Busy although no caller holds the lock: an abandoned request still runs. Do not wait for it.
+            self._retire(worker)
+            worker = None
+        if worker is None or not worker.alive:
+            if worker is not None:
+                self._kill(worker)
+            worker = self._worker = await self._spawn()
+        return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        request = worker.busy
+        self.log.debug(
+            "HTCondor client %s: process %d still runs abandoned request %d (%s); a fresh process takes the next call",
+            self.name, worker.proc.pid, request.id if request else 0, request.method if request else "-",
+        )
+        if worker is self._worker:
+            self._worker = None
+        self._retired.append(worker)
+        try:
+            worker.proc.stdin.close()  # the worker exits when the call returns and it reads end-of-file
+        except Exception:
+            pass
+        while len(self._retired) > self.MAX_RETIRED:
+            oldest = self._retired[0]
+            self.log.warning(
+                "HTCondor client %s: more than %d processes hang on abandoned calls; killing process %d",
+                self.name, self.MAX_RETIRED, oldest.proc.pid,
             )
-        return self._proc
+            self._kill(oldest)
 
-    async def call(self, method: str, *args, timeout: float):
-        """``CondorClient.<method>(*args)`` in the worker; raises CondorClientError or TimeoutError."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            proc = await self._ensure()
+    def _kill(self, worker: _Worker) -> None:
+        if worker is self._worker:
+            self._worker = None
+        if worker in self._retired:
+            self._retired.remove(worker)
+        if worker.timer is not None:
+            worker.timer.cancel()
+            worker.timer = None
+        if worker.proc.returncode is None:
             try:
-                proc.stdin.write((json.dumps({"method": method, "args": list(args)}) + "\n").encode())
-                await proc.stdin.drain()
-                line = await asyncio.wait_for(proc.stdout.readline(), timeout)
-            except asyncio.TimeoutError:
-                self.kill()
-                raise
-            except (ConnectionError, BrokenPipeError) as err:
-                self.kill()
-                raise CondorClientError(f"the HTCondor client process ({self.name}) died: {err}") from None
-            if not line:
-                self.kill()
-                raise CondorClientError(f"the HTCondor client process ({self.name}) exited; see the hub log")
-            reply = json.loads(line)
-            if "error" in reply:
-                raise CondorClientError(reply["error"])
-            return reply["result"]
-
-    def kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            try:
-                proc.kill()
+                worker.proc.kill()
             except ProcessLookupError:
                 pass
+        # Its reader sees end-of-file and settles the request it executed.
 
-    close = kill
+    # -- calls ------------------------------------------------------------------------------------------
+
+    async def call(self, method: str, *args, timeout: float):
+        """``CondorClient.<method>(*args)`` in a worker; raises CondorClientError or TimeoutError."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            worker = await self._ready()
+            request = _Request(next(self._ids), method, list(args), loop.create_future(), loop.time(), timeout)
+            worker.busy = request
+            try:
+                # write() hands the whole line to the pipe's transport at once, so a cancel in drain()
+                # below never leaves half a request in the pipe: the worker gets all of it, and answers it.
+                worker.proc.stdin.write(request.line())
+                await worker.proc.stdin.drain()
+                reply = await asyncio.wait_for(asyncio.shield(request.future), max(request.deadline - loop.time(), 0))
+            except asyncio.CancelledError:
+                self._abandon(worker, request, "its caller was cancelled")
+                raise
+            except asyncio.TimeoutError:
+                self._abandon(worker, request, f"no answer within {timeout:g} s")
+                raise
+            except ConnectionError as err:  # the pipe broke: the process died
+                self._abandon(worker, request, "the pipe broke")
+                self._kill(worker)
+                raise CondorClientError(f"the HTCondor client process ({self.name}) died: {err}") from None
+        if "error" in reply:
+            raise CondorClientError(reply["error"])
+        return reply["result"]
+
+    def _abandon(self, worker: _Worker, request: _Request, why: str) -> None:
+        """The caller is gone: its answer goes to nobody; its process is killed if it hangs on."""
+        if request.state != WAITING:
+            return
+        request.state = ABANDONED
+        if request.future.done():
+            # The answer arrived just as the caller gave up.
+            if not request.future.cancelled() and request.future.exception() is None:
+                self._late(request, request.future.result(), why)
+            return
+        if worker.busy is request:
+            # Give it until its deadline plus the grace (by default its timeout again), then kill it.
+            loop = asyncio.get_running_loop()
+            grace = self.late_grace if self.late_grace is not None else request.deadline - request.sent_at
+            worker.timer = loop.call_at(max(request.deadline, loop.time()) + grace, self._overdue, worker, request)
+        self.log.debug("HTCondor client %s: request %d (%s) abandoned: %s", self.name, request.id, request.method, why)
+
+    def _overdue(self, worker: _Worker, request: _Request) -> None:
+        worker.timer = None
+        if worker.busy is request:
+            self.log.warning(
+                "HTCondor client %s: process %d still runs abandoned request %d (%s) past its deadline; killed",
+                self.name, worker.proc.pid, request.id, request.method,
+            )
+            self._kill(worker)
+
+    def _late(self, request: _Request, reply: dict, why: str = "its caller gave up") -> None:
+        self.log.debug(
+            "Dropping the answer to request %d (%s) of HTCondor client %s: %s",
+            request.id, request.method, self.name, why,
+        )
+        if self.on_late_reply is not None:
+            try:
+                self.on_late_reply(request.method, request.args, reply)
+            except Exception:
+                self.log.exception("Handling the late answer to %s failed", request.method)
+
+    async def _read(self, worker: _Worker) -> None:
+        """Hand each answer of ``worker`` to the request it answers, matched by id."""
+        problem = "exited; see the hub log"
+        try:
+            while True:
+                line = await worker.proc.stdout.readline()
+                if not line:
+                    break
+                try:
+                    reply = json.loads(line)
+                    reply_id = reply.get("id") if isinstance(reply, dict) else None
+                except ValueError:
+                    reply, reply_id = None, None
+                request = worker.busy
+                if request is None or reply_id != request.id:
+                    # Never hand an answer to a request it does not name: a worker out of step is replaced.
+                    self.log.warning(
+                        "HTCondor client %s: process %d answered request %r while running %r; killed",
+                        self.name, worker.proc.pid, reply_id, request.id if request else None,
+                    )
+                    problem = "answered out of step"
+                    break
+                worker.busy = None
+                if worker.timer is not None:
+                    worker.timer.cancel()
+                    worker.timer = None
+                if request.state == WAITING:
+                    request.future.set_result(reply)
+                else:
+                    self._late(request, reply)
+        except ValueError:  # a line over LINE_LIMIT
+            problem = f"sent an answer over {self.LINE_LIMIT // 2**20} MiB"
+            self.log.warning("HTCondor client %s: process %d %s; killed", self.name, worker.proc.pid, problem)
+        finally:
+            request, worker.busy = worker.busy, None
+            self._kill(worker)
+            if request is not None:
+                if request.state == WAITING:
+                    request.future.set_exception(
+                        CondorClientError(f"the HTCondor client process ({self.name}) {problem}")
+                    )
+                else:
+                    self.log.debug(
+                        "HTCondor client %s: abandoned request %d (%s) ended without an answer (process gone)",
+                        self.name, request.id, request.method,
+                    )
+            try:
+                await worker.proc.wait()
+            except Exception:
+                pass
+
+    # -- shutdown ---------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Kill every process of this lane (hub shutdown); calls in flight fail."""
+        for worker in [w for w in [self._worker, *self._retired] if w is not None]:
+            self._kill(worker)
+
+    kill = close
+
+    async def wait_closed(self, timeout: float = 5.0) -> None:
+        """Until the readers of killed processes have finished (so no task outlives the event loop)."""
+        readers = list(self._readers)
+        if readers:
+            await asyncio.wait(readers, timeout=timeout)

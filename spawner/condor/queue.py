@@ -184,6 +184,7 @@ class HTCondorQueue(SingletonConfigurable):
             else {}
         )
         self._lanes: dict[str, WorkerLane] = {}
+        self._background: set[asyncio.Task] = set()  # removals of late submissions (see _late_reply)
         self._query_in_flight: asyncio.Future | None = None
         self._query_started_at = 0.0
 
@@ -217,12 +218,30 @@ class HTCondorQueue(SingletonConfigurable):
                 "token_file": self.token_file or None,
                 "private_dir": self.private_dir,
             }
-            self._lanes[name] = WorkerLane(name, settings, log=self.log)
+            self._lanes[name] = WorkerLane(name, settings, log=self.log, on_late_reply=self._late_reply)
         return self._lanes[name]
 
+    def _late_reply(self, method: str, args: list, reply: dict) -> None:
+        """The answer to a call whose caller gave up (a spawn cancelled by JupyterHub's start timeout or
+        out of `query_timeout`, while the schedd was slow). A job submitted that way belongs to a spawn
+        that already failed: nobody will claim it, so it is removed now rather than left queued as the
+        user until the orphan sweep (and the answer is never handed to another caller)."""
+        if method != "submit" or "result" not in reply:
+            return
+        job_id = str(reply["result"])
+        self.log.warning(
+            "HTCondor job %s was submitted after its spawn had given up waiting for the schedd; removing it", job_id
+        )
+        task = asyncio.ensure_future(
+            self.remove([job_id], "condorhub: its spawn gave up before the schedd confirmed the submission")
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _start_call(self, lane: str, method: str, *args, timeout: float) -> asyncio.Future:
-        """Start ``client.<method>(*args)`` in ``lane``; a future of its result. The lane's worker process
-        is killed if it has not answered after ``timeout`` seconds."""
+        """Start ``client.<method>(*args)`` in ``lane``; a future of its result. It fails with TimeoutError
+        after ``timeout`` seconds; the next call then runs in a fresh worker process, and the stuck one is
+        killed if it still has not answered after another ``timeout``."""
         if self._client is not None:
             call = functools.partial(getattr(self._client, method), *args)
             return asyncio.get_running_loop().run_in_executor(self._threads[lane], call)
@@ -252,8 +271,12 @@ class HTCondorQueue(SingletonConfigurable):
                 pass
         for pool in self._threads.values():
             pool.shutdown(wait=False, cancel_futures=True)
+        for task in list(self._background):
+            task.cancel()
         for lane in self._lanes.values():
             lane.close()
+        for lane in self._lanes.values():
+            await lane.wait_closed()
         self._lanes.clear()
 
     # -- what spawners read ---------------------------------------------------------------------------
@@ -351,7 +374,8 @@ class HTCondorQueue(SingletonConfigurable):
         try:
             return await self._call("action", "submit", dict(description))
         except asyncio.TimeoutError:
-            # The schedd may still commit it; a later sweep removes it if no server claims it.
+            # The schedd may still commit it: its late answer removes it (_late_reply), or, if the worker
+            # was killed first, the orphan sweep does (no server claims it, the hub database lacks it).
             raise CondorClientError(
                 f"the schedd did not confirm the submission within {self.query_timeout:g} s"
             ) from None
@@ -424,8 +448,8 @@ class HTCondorQueue(SingletonConfigurable):
             in_flight = self._query_in_flight
             if in_flight is not None and not in_flight.done():
                 # Never a second query while one hangs: an overloaded schedd gets no pile-up (#178). The
-                # hung one is given 3 × query_timeout (the view is unknown meanwhile), then its worker
-                # process is killed and the next refresh starts afresh.
+                # hung one is given 3 × query_timeout (the view is unknown meanwhile); then the next
+                # refresh starts afresh in a new worker process (the hung one is killed 3 × later).
                 raise CondorClientError("the previous schedd query has not returned yet")
             self._query_started_at = time.monotonic()
             self._query_in_flight = self._start_call(

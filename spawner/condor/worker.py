@@ -1,13 +1,15 @@
 """``python -m condorhub.spawner.condor.worker SETTINGS_JSON``: the process that owns the htcondor2 bindings.
 
 The hub starts one per lane (queries, actions; see :class:`.client.WorkerLane`) and talks to it over its
-stdin/stdout, one JSON object per line::
+stdin/stdout, one JSON object per line, one request at a time; every answer repeats its request's id
+(the hub matches answers by it and drops those whose caller has given up)::
 
-    → {"method": "query_jobs", "args": ["CondorhubHub == \\"...\\""]}
-    ← {"result": [{...job ad...}, ...]}        or        ← {"error": "schedd query failed: ..."}
+    → {"id": 7, "method": "query_jobs", "args": ["CondorhubHub == \\"...\\""]}
+    ← {"id": 7, "result": [{...job ad...}, ...]}      or      ← {"id": 7, "error": "schedd query failed: ..."}
 
 It imports only the standard library, condorhub's client module and the bindings (not JupyterHub), so
-it is up in a fraction of a second; its stderr is the hub's. It exits when the hub closes its stdin.
+it is up in a fraction of a second; its stderr is the hub's. It exits when the hub closes its stdin (after
+the call it is running, if any: how the hub retires a process stuck on a call nobody waits for).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ def main() -> int:
     client = CondorClient(collector=settings.get("collector"), schedd=settings.get("schedd"))
     out = sys.stdout
     for line in sys.stdin:
+        request_id = None
         try:
             request = json.loads(line)
+            request_id = request.get("id")
             method = request["method"]
             if method == "ping":
                 reply = {"result": os.getpid()}
@@ -40,6 +44,7 @@ def main() -> int:
             reply = {"error": str(err)}
         except Exception as err:  # a bug here must not kill the lane silently
             reply = {"error": f"{type(err).__name__}: {err}"}
+        reply["id"] = request_id
         out.write(json.dumps(reply) + "\n")
         out.flush()
     return 0
