@@ -234,7 +234,8 @@ class ThrottleSettings(Strict):
             "Proxies in front of configurable-http-proxy (load balancer, nginx), as CIDR networks or addresses, "
             "whose X-Forwarded-For entries are believed. The client address counted is the first X-Forwarded-For "
             "entry from the right that is not one of these; configurable-http-proxy's own entry is always used, "
-            "and X-Real-Ip or entries a client wrote itself never are. Empty: the address the proxy saw counts."
+            "and X-Real-Ip or entries a client wrote itself never are. Empty: the address the proxy saw counts. "
+            "A configurable-http-proxy on another host than the hub must be listed here itself."
         ),
     )
     window_seconds: float = Field(

@@ -201,7 +201,8 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         answer, even if an LDAP thread is still stuck.
 
         Defaults to `connect_timeout + 2 * receive_timeout`. It also bounds the wait for a
-        free LDAP thread when all `ldap_threads` are busy.
+        free LDAP thread when all `ldap_threads` are busy, and for room among the attempts for
+        the same username (see `throttle_free_failures`).
         """,
     )
 
@@ -422,7 +423,9 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         to the hub (configurable-http-proxy on this machine) is always trusted; whatever a
         client writes into X-Real-Ip or X-Forwarded-For itself is never believed. Empty
         (default): the address configurable-http-proxy saw is the client. A request that
-        reaches the hub's port from anywhere else is counted under its own socket address.
+        reaches the hub's port from anywhere else is counted under its own socket address, so
+        a configurable-http-proxy on another host (`ConfigurableHTTPProxy.should_start = False`)
+        must be listed here, or every login is counted under the proxy's address.
         """,
     )
 
