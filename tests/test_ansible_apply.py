@@ -165,6 +165,25 @@ def test_first_apply_renders_every_service(deployment):
     assert f"https://127.0.0.1:{deployment['ports']['public']}" in site
     assert "token_file: /etc/condorhub/hub.token" in site
     # Secrets: the hub's token is root's alone, the LDAP bind password readable by nslcd only.
+def test_the_hubs_log_is_not_readable_by_other_users(deployment):
+    import grp
+    import subprocess
+
+    root = deployment["root"]
+    # With systemd the hub's output goes to the journal (root, adm, systemd-journal), never to a file.
+    unit = (root / "etc/systemd/system/condorhub-hub.service").read_text()
+    assert re.search(r"^StandardOutput=journal$", unit, re.M) and re.search(r"^StandardError=journal$", unit, re.M)
+    # Without one, the output of the hub's start script is its log: 0640 root:adm, while the hub runs.
+    log = next(svc.log for svc in deployment["services"] if svc.script.name == "40-condorhub-hub")
+    assert "JupyterHub" in log.read_text(errors="replace"), "not the hub's log"
+    info = log.stat()
+    assert (oct(info.st_mode & 0o777), info.st_uid, info.st_gid) == ("0o640", 0, grp.getgrnam("adm").gr_gid)
+    # Another user gets nothing from it (its folder is open to all: only the file's mode stops them).
+    assert subprocess.run(["runuser", "-u", "nobody", "--", "ls", str(log.parent)], capture_output=True).returncode == 0
+    read = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(log)], capture_output=True, text=True)
+    assert read.returncode != 0 and "Permission denied" in read.stderr, read.stdout[:200]
+
+
     assert oct((root / "etc/condorhub/hub.token").stat().st_mode & 0o777) == "0o600"
     assert oct((root / "etc/nslcd.conf").stat().st_mode & 0o777) == "0o640"
 

@@ -82,7 +82,10 @@ def jobs_of(hub_id: str, *, history: bool = False) -> list[dict]:
     schedd = htcondor2.Schedd()
     projection = ["ClusterId", "ProcId", "Owner", "CondorhubUser", "JobStatus"]
     constraint = f'CondorhubHub == "{hub_id}"'
-    ads = schedd.history(constraint, projection=projection) if history else schedd.query(constraint, projection=projection)
+    if history:
+        ads = schedd.history(constraint, projection=projection)
+    else:
+        ads = schedd.query(constraint, projection=projection)
     return [{k: ad.get(k) for k in projection} for ad in ads]
 
 

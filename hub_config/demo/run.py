@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from .directory import DEMO_USERS, GROUP_ROLES, directory_ldif
+from .logfile import open_log
 from .slapd import OpenLDAPServer
 
 DEMO_DIR = Path("/var/lib/condorhub-demo")
@@ -189,16 +190,22 @@ def _stop_pool() -> None:
         pass  # no pool state: nothing runs
 
 
+def open_hub_log(log_dir: Path = LOG_DIR):
+    """The hub's log, ``log_dir/hub.log``, opened for appending: 0640 root:adm, never world-readable (it
+    names users and their servers), also when an older demo left it 0644."""
+    log_dir.mkdir(mode=0o755, parents=True, exist_ok=True)  # the file is what must stay private
+    return open_log(log_dir / "hub.log")
+
+
 def _start_hub(site_file: Path) -> None:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = open(LOG_DIR / "hub.log", "ab")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "condorhub"), "hub", "--site", str(site_file)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # outlives this command; `demo down` stops the whole group
-    )
+    with open_hub_log() as log:  # the hub keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "condorhub"), "hub", "--site", str(site_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this command; `demo down` stops the whole group
+        )
     PIDS["hub"].write_text(str(proc.pid))
     import urllib.request
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from condorhub.demo.logfile import open_log
 from condorhub.demo.node_root import chroot_env
 
 __all__ = ["Service", "ServiceError", "rendered_services", "start_services"]
@@ -74,15 +75,16 @@ def start_services(root: Path, log_dir: Path, *, timeout: float = 90,
     """Start every rendered service of ``root`` in order, each once the one before is up.
 
     The daemons run in their own sessions (they outlive the caller, as under an init system); each one's
-    output goes to ``log_dir/<script>.log``. A service that exits or is not ready within ``timeout``
-    seconds stops the start with :class:`ServiceError` (the caller tears the root down).
+    output goes to ``log_dir/<script>.log`` (mode 0640, see :mod:`.logfile`). A service that exits or is
+    not ready within ``timeout`` seconds stops the start with :class:`ServiceError` (the caller tears the
+    root down).
     """
     services = rendered_services(root)
     log_dir.mkdir(parents=True, exist_ok=True)
     for svc in services:
         t0 = time.monotonic()
         svc.log = log_dir / f"{svc.script.name}.log"
-        with open(svc.log, "w") as out:
+        with open_log(svc.log, append=False) as out:  # 0640: the hub's output names users
             svc.proc = subprocess.Popen(["chroot", str(root), str(svc.script)], env=chroot_env(),
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                         start_new_session=True)

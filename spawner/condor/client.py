@@ -260,7 +260,8 @@ class _Request:
 
     __slots__ = ("id", "method", "args", "future", "sent_at", "deadline", "state")
 
-    def __init__(self, request_id: int, method: str, args: list, future: asyncio.Future, sent_at: float, timeout: float):
+    def __init__(self, request_id: int, method: str, args: list, future: asyncio.Future, sent_at: float,
+                 timeout: float):
         self.id = request_id
         self.method = method
         self.args = args
