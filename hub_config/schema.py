@@ -350,6 +350,45 @@ class CourseSettings(Strict):
         return self.target or f"courses/{self.slug}"
 
 
+class CoursePublishSettings(Strict):
+    """How the hub turns an instructor's folder into a course version (see condorhub.courses.publish)."""
+
+    account: str = Field(
+        "condorhub-courses",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description=(
+            "Unprivileged system account that owns the course repositories under `hub.courses_dir` and runs "
+            "git for a publish; root never unpacks or commits instructor content. It must exist on the hub "
+            "(the jupyterhub Ansible role creates it): the hub refuses to start with hub-managed courses "
+            "without it."
+        ),
+    )
+    max_size: MemorySize = Field(
+        "1G",
+        description=(
+            "Largest total size of the files one publish may contain (K, M, G, T). Course material is "
+            "notebooks and small inputs; data sets belong in the shared data folder."
+        ),
+    )
+    max_files: int = Field(20000, ge=1, le=1_000_000, description="Most files one publish may contain.")
+    timeout: Duration = Field(
+        "5m",
+        description="How long one publish may take; after it both its processes are killed and nothing is published.",
+    )
+
+    @field_validator("max_size")
+    @classmethod
+    def _size(cls, value):
+        parse_memory(value)
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value):
+        parse_duration(value)
+        return value
+
+
 class HubSettings(Strict):
     bind_url: AnyHttpUrl = Field(
         "http://127.0.0.1:8000",
@@ -525,6 +564,10 @@ class SiteConfig(Strict):
     courses: list[CourseSettings] = Field(
         default_factory=list,
         description="Courses whose material instructors distribute to a group of students.",
+    )
+    course_publishing: CoursePublishSettings = Field(
+        default_factory=CoursePublishSettings,
+        description="Limits and the service account of publishing a folder as a course version.",
     )
 
     @field_validator("courses")

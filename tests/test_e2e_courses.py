@@ -9,10 +9,12 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from conftest import scratch_dir
+from course_helpers import crafted_stream, ensure_course_account, git_out, process_exists, start_takeover
 from hub_harness import Hub, HubClient, demo_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ldap]
@@ -46,7 +48,11 @@ def hub(slapd):
     site = demo_site(slapd.uri, slapd.suffix, work / "state")
     site["hub"]["courses_dir"] = str(work / "courses")
     site["courses"] = COURSES
+    # Short, so the stalled-publish test does not wait long; a normal publish here takes well under 2 s.
+    site["course_publishing"] = {"timeout": "10s"}
+    ensure_course_account()
     hub = Hub(work, site).start()
+    hub.courses_dir = work / "courses"
     yield hub
     print(hub.log_tail(80))  # shown by pytest when a test of this module failed
     hub.stop()
@@ -168,3 +174,184 @@ def test_publishing_is_for_that_courses_instructors_and_inside_their_home(hub, l
     missing = publish(carol, "dl-intro", "no/such/folder")
     assert missing.status_code == 400 and "cannot read no/such/folder" in missing.text
     assert publish(carol, "no-such-course", "teaching/dl").status_code == 404
+
+
+# --- publishing is safe against the instructor's own processes and folder (issue 10, item 1) ------------
+
+
+def carol_folder(ldap_home_base: Path, name: str, files: dict[str, str]) -> Path:
+    """``~carol/<name>`` with ``files`` (relative path → text), all owned by carol as her editor would make them."""
+    for rel, text in files.items():
+        write_as(ldap_home_base / "carol" / name / rel, text, CAROL_UID)
+    return ldap_home_base / "carol" / name
+
+
+def chown_tree(root: Path, uid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for entry in [*dirnames, *filenames]:
+            os.lchown(os.path.join(dirpath, entry), uid, GID)
+    os.lchown(root, uid, GID)
+
+
+def writer_running(pid: int) -> bool:
+    try:
+        return b"condorhub.courses.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def head_of(hub, slug: str = "dl-intro") -> str:
+    return git_out(hub.courses_dir / f"{slug}.git", "rev-parse", "--verify", "-q", "refs/heads/main")
+
+
+def published_files(hub, slug: str = "dl-intro") -> list[str]:
+    return git_out(hub.courses_dir / f"{slug}.git", "ls-tree", "-r", "--name-only", "main").splitlines()
+
+
+@pytest.fixture
+def carol_client(hub):
+    carol = hub.client()
+    carol.login("carol", "carol-pw", follow=False)
+    return carol
+
+
+@pytest.fixture
+def marker():
+    """A file a planted hook or fsmonitor command would create (in world-writable /var/tmp, so any uid could)."""
+    path = Path(f"/var/tmp/condorhub-courses-pwned-{os.getpid()}")
+    path.unlink(missing_ok=True)
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def test_the_course_repository_belongs_to_the_service_account_not_root(hub, carol_client, ldap_home_base):
+    carol_folder(ldap_home_base, "teaching/owner", {"notes.md": "x\n"})
+    assert publish(carol_client, "dl-intro", "teaching/owner").status_code == 200
+    account = ensure_course_account()
+    repo = hub.courses_dir / "dl-intro.git"
+    owners = {os.lstat(os.path.join(d, n)).st_uid for d, ds, fs in os.walk(repo) for n in [*ds, *fs]}
+    assert owners == {account.pw_uid} and os.stat(repo).st_uid == account.pw_uid
+
+
+def test_an_empty_folder_or_the_home_itself_is_refused(carol_client):
+    for folder in ("", ".", "  ", "./"):
+        reply = publish(carol_client, "dl-intro", folder)
+        assert reply.status_code == 400 and "name the folder to publish" in reply.text, (folder, reply.text)
+        assert "~/.ssh" in reply.text
+
+
+def test_a_taken_over_reader_cannot_plant_git_hooks_or_config(hub, carol_client, ldap_home_base, marker):
+    """The attack on the old design: a process of the instructor (same uid as the reader the hub starts)
+    stops the reader and writes its own stream into the pipe: `.git/config` with an fsmonitor command and
+    a pre-commit hook. The writer refuses the stream; nothing is published and nothing runs."""
+    # Many files: listing them keeps the reader busy long enough for the take-over to catch it before
+    # it writes its first byte (checked below), as a determined attacker would arrange.
+    folder = carol_folder(ldap_home_base, "teaching/big", {"README.md": "big\n"})
+    for i in range(6000):
+        (folder / f"f{i:05d}.txt").write_text("x\n")
+    chown_tree(folder, CAROL_UID)
+    before = head_of(hub)
+    script = f"#!/bin/sh\nid > {marker}\n".encode()
+    stream = crafted_stream([
+        ("lesson.py", b"print('hi')\n"),
+        (".git/config", f"[core]\n\tfsmonitor = {marker}.sh\n\thooksPath = .git/hooks\n".encode()),
+        (".git/hooks/pre-commit", script),
+    ])
+    Path(f"{marker}.sh").write_bytes(script)
+    os.chmod(f"{marker}.sh", 0o755)
+    report = Path(scratch_dir("condorhub-takeover-")) / "report.json"
+    os.chmod(report.parent, 0o777)
+    try:
+        attacker = start_takeover(CAROL_UID, GID, stream, "inject", report)
+        reply = publish(carol_client, "dl-intro", "teaching/big")
+        assert attacker.wait(30) == 0, reply.text
+        taken = json.loads(report.read_text())
+    finally:
+        Path(f"{marker}.sh").unlink(missing_ok=True)
+        shutil.rmtree(report.parent, ignore_errors=True)
+    assert taken["written_before"] == 0, taken  # the attacker's stream was all the writer saw
+    assert reply.status_code == 400, reply.text
+    assert "refused" in reply.text and "'.git/config': a '.git' component" in reply.text, reply.text
+    assert "Nothing was published" in reply.text
+    assert head_of(hub) == before
+    assert not any(".git" in f.split("/") for f in published_files(hub))
+    assert not marker.exists(), marker.read_text()
+
+
+def test_git_metadata_inside_the_folder_is_not_published_and_never_runs(hub, carol_client, ldap_home_base, marker):
+    """The folder itself holds a git repository whose hooks and fsmonitor would run on any git command."""
+    hook = f"#!/bin/sh\nid > {marker}\n"
+    folder = carol_folder(ldap_home_base, "teaching/withgit", {
+        "lesson.ipynb": "{}\n",
+        ".git/config": f"[core]\n\tfsmonitor = {marker}.sh\n\thooksPath = hooks\n",
+        ".git/hooks/pre-commit": hook,
+        ".git/hooks/post-commit": hook,
+        "sub/.git/hooks/pre-commit": hook,
+        "sub/.GIT/config": "[core]\n\tfsmonitor = true\n",
+        "sub/part.py": "x = 1\n",
+    })
+    for f in folder.rglob("*"):
+        if f.is_file() and "hooks" in f.parts:
+            f.chmod(0o755)
+    reply = publish(carol_client, "dl-intro", "teaching/withgit")
+    assert reply.status_code == 200, reply.text
+    assert sorted(published_files(hub)) == ["lesson.ipynb", "sub/part.py"]
+    assert not marker.exists()
+    # A folder inside .git is refused by name before anything starts.
+    refused = publish(carol_client, "dl-intro", "teaching/withgit/.git")
+    assert refused.status_code == 400 and ".git" in refused.text
+
+
+def test_links_out_of_the_folder_are_not_followed_or_published(hub, carol_client, ldap_home_base):
+    folder = carol_folder(ldap_home_base, "teaching/links", {"lesson.py": "print(1)\n"})
+    write_as(ldap_home_base / "alice" / "private" / "diary.txt", "secret\n", 10001)
+    os.symlink("/etc/shadow", folder / "shadow")
+    os.symlink(str(ldap_home_base / "alice"), folder / "alice-home")
+    os.symlink("/etc", folder / "etc")
+    for link in ("shadow", "alice-home", "etc"):
+        os.lchown(folder / link, CAROL_UID, GID)
+    reply = publish(carol_client, "dl-intro", "teaching/links")
+    assert reply.status_code == 200, reply.text
+    assert published_files(hub) == ["lesson.py"]
+    assert sorted(reply.json()["skipped"]) == ["alice-home (link)", "etc (link)", "shadow (link)"]
+
+
+def test_an_oversized_folder_is_refused_before_it_is_read(hub, carol_client, ldap_home_base):
+    folder = carol_folder(ldap_home_base, "teaching/huge", {"lesson.py": "print(1)\n"})
+    with open(folder / "data.bin", "wb") as fh:  # 2 GiB, sparse: no disk used, but 2 GiB to read
+        fh.truncate(2 * 2**30)
+    os.chown(folder / "data.bin", CAROL_UID, GID)
+    before = head_of(hub)
+    started = time.monotonic()
+    reply = publish(carol_client, "dl-intro", "teaching/huge")
+    took = time.monotonic() - started
+    assert reply.status_code == 400, reply.text
+    assert "2048 MiB, more than the 1024 MiB" in reply.text and "course_publishing.max_size" in reply.text
+    assert took < 5, took  # refused from the listing, not after reading 2 GiB
+    assert head_of(hub) == before
+    print(f"2 GiB folder refused in {took:.2f} s")
+
+
+def test_a_stalled_publish_is_stopped_at_the_timeout_and_publishes_nothing(hub, carol_client, ldap_home_base):
+    """An instructor's process stops the reader (SIGSTOP): the hub kills both sides at course_publishing.timeout."""
+    folder = carol_folder(ldap_home_base, "teaching/stall", {"README.md": "stall\n"})
+    for i in range(6000):
+        (folder / f"f{i:05d}.txt").write_text("x\n")
+    chown_tree(folder, CAROL_UID)
+    before = head_of(hub)
+    report = Path(scratch_dir("condorhub-takeover-")) / "report.json"
+    os.chmod(report.parent, 0o777)
+    try:
+        attacker = start_takeover(CAROL_UID, GID, b"", "stop", report)
+        started = time.monotonic()
+        reply = publish(carol_client, "dl-intro", "teaching/stall")
+        took = time.monotonic() - started
+        attacker.wait(30)
+        stopped = json.loads(report.read_text())
+    finally:
+        shutil.rmtree(report.parent, ignore_errors=True)
+    assert reply.status_code == 400 and "longer than 10s (course_publishing.timeout)" in reply.text, reply.text
+    assert 9 < took < 20, took
+    assert not process_exists(stopped["pid"])  # killed, not left stopped
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and writer_running(int(pid))]
+    assert head_of(hub) == before

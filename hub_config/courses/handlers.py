@@ -8,6 +8,7 @@ XSRF checks.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +16,12 @@ from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from condorhub.schema import CourseSettings
+from condorhub.schema import CoursePublishSettings, CourseSettings
 from .publish import Instructor, PublishError, course_source, publish_folder
+
+
+# As LoginNodeSpawner.min_uid: the reader of a publish never runs as root or a system account.
+MIN_UID = 1000
 
 
 def _group_names(user) -> set[str]:
@@ -76,9 +81,10 @@ class CoursePublishHandler(APIHandler):
     Only an instructor of that course may publish; the reply says what was published.
     """
 
-    def initialize(self, courses: Sequence[CourseSettings], courses_dir: Path):
+    def initialize(self, courses: Sequence[CourseSettings], courses_dir: Path, settings: CoursePublishSettings):
         self.courses = {c.slug: c for c in courses}
         self.courses_dir = courses_dir
+        self.publish_settings = settings
 
     @web.authenticated
     async def post(self, slug: str):
@@ -105,8 +111,11 @@ class CoursePublishHandler(APIHandler):
             )
         except (KeyError, TypeError, ValueError):
             raise web.HTTPError(409, "Log out and in again: the hub has no record of your home directory.") from None
+        if instructor.uid < MIN_UID or instructor.gid < MIN_UID or not os.path.isabs(instructor.home):
+            # The folder is read with the instructor's uid: never root or a system account.
+            raise web.HTTPError(403, f"Refusing to publish as uid {instructor.uid}/gid {instructor.gid}: below {MIN_UID}.")
         try:
-            result = await publish_folder(course, self.courses_dir, instructor, folder)
+            result = await publish_folder(course, self.courses_dir, instructor, folder, self.publish_settings)
         except PublishError as err:
             raise web.HTTPError(400, str(err)) from None
         self.log.info("%s published %s from ~/%s: %s", user.name, slug, folder, result)

@@ -7,7 +7,7 @@ from pathlib import Path
 from condorhub.schema import SiteConfig
 
 from .handlers import CoursePublishHandler, course_environment, courses_of
-from .publish import course_source, trust_course_repositories
+from .publish import PublishError, course_source, prepare_repository_dir, repository_path, service_account, trust_course_repositories
 from .rbac import course_roles
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -29,7 +29,11 @@ def apply_courses(c, site: SiteConfig) -> None:
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *course_roles(courses)]
     c.JupyterHub.extra_handlers = [
         *c.JupyterHub.get("extra_handlers", []),
-        (PUBLISH_API_PATTERN, CoursePublishHandler, {"courses": courses, "courses_dir": courses_dir}),
+        (
+            PUBLISH_API_PATTERN,
+            CoursePublishHandler,
+            {"courses": courses, "courses_dir": courses_dir, "settings": site.course_publishing},
+        ),
     ]
     env_value = course_environment(courses, courses_dir)
     for section in SPAWNER_SECTIONS:
@@ -39,5 +43,14 @@ def apply_courses(c, site: SiteConfig) -> None:
 
     courses_dir.mkdir(parents=True, exist_ok=True)
     courses_dir.chmod(0o755)
+    published = [course for course in courses if not course.repository]
+    if published:
+        # Fail at start, not at the first publish: the service account writes every published course.
+        try:
+            account = service_account(site.course_publishing)
+            for course in published:
+                prepare_repository_dir(repository_path(courses_dir, course), account)
+        except PublishError as err:
+            raise SystemExit(f"condorhub: {err}") from None
     local = [course_source(courses_dir, course) for course in courses if "://" not in course_source(courses_dir, course)]
     trust_course_repositories(local)

@@ -3,29 +3,37 @@
 Students pull that repository with nbgitpuller (see :mod:`.sync`), whose merge keeps their own edits, so a
 publish can happen any time during a course.
 
-Security: the hub runs as root, the folder belongs to the instructor. The folder is read by a child
-process that has dropped to the instructor's uid/gid (``tar``), so a publish can never read more than the
-instructor could; the archive is unpacked with Python's ``data`` filter, which refuses absolute paths,
-``..``, links leaving the tree and device files.
+Security: the hub runs as root and the folder belongs to the instructor, so root never reads, unpacks or
+commits any of it. The hub only starts two unprivileged processes joined by a pipe and waits for them:
+
+- :mod:`.reader` runs as the instructor: it can read no more than the instructor can, follows no link and
+  sends only regular files;
+- :mod:`.writer` runs as the course service account (``course_publishing.account``), which owns the course
+  repositories: it refuses ``.git`` components, links, oversized or malformed streams, and writes the
+  commit with ``git fast-import`` (no work tree, hooks and fsmonitor off, no system/global config).
+
+Any process of the instructor can take over the reader (same uid), so the pipe is treated as hostile by
+the writer; what such a process could then do is publish files the instructor may publish anyway. The
+whole publish has a timeout, after which both processes are killed; the course's branch only moves when
+the writer finished.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import json
 import os
-import shutil
+import pwd
+import signal
 import subprocess
-import tarfile
-import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from condorhub.schema import CourseSettings
+from condorhub.schema import CoursePublishSettings, CourseSettings, parse_duration, parse_memory
 
 GIT = "git"
-# Not course material: caches and the instructor's own git metadata.
-EXCLUDES = (".git", ".ipynb_checkpoints", "__pycache__", ".DS_Store")
+_locks: dict[str, asyncio.Lock] = {}
 
 
 class PublishError(Exception):
@@ -40,6 +48,13 @@ class Instructor:
     home: str
 
 
+@dataclass(frozen=True)
+class ServiceAccount:
+    name: str
+    uid: int
+    gid: int
+
+
 def repository_path(courses_dir: Path, course: CourseSettings) -> Path:
     return courses_dir / f"{course.slug}.git"
 
@@ -49,130 +64,171 @@ def course_source(courses_dir: Path, course: CourseSettings) -> str:
     return course.repository or str(repository_path(courses_dir, course))
 
 
-def _git(*args: str, cwd: Path | None = None) -> str:
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/nonexistent",  # no root ~/.gitconfig influences a publish
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "LANG": "C.UTF-8",
-    }
-    result = subprocess.run([GIT, *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise PublishError(f"git {args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout.strip()
+def service_account(settings: CoursePublishSettings) -> ServiceAccount:
+    """The account that owns course repositories; a clear error when it is missing or privileged."""
+    try:
+        entry = pwd.getpwnam(settings.account)
+    except KeyError:
+        raise PublishError(
+            f"the course service account {settings.account!r} does not exist on the hub, so courses cannot be "
+            f"published; create it (`useradd --system --user-group --no-create-home --home-dir /nonexistent "
+            f"--shell /usr/sbin/nologin {settings.account}`, which the jupyterhub Ansible role does) or set "
+            "course_publishing.account"
+        ) from None
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise PublishError(f"the course service account {settings.account!r} must not be root or in group root")
+    return ServiceAccount(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def _checked_folder(folder: str) -> PurePosixPath:
-    path = PurePosixPath(folder.strip() or ".")
+def prepare_repository_dir(repo: Path, account: ServiceAccount) -> None:
+    """An (empty) folder for the course repository, owned by the service account, which fills it.
+
+    Root only creates the empty folder. A repository an earlier condorhub created as root is handed over
+    to the account (root-written content, no instructor file in it: a bare repository has no work tree).
+    """
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(repo, 0o755)
+    except FileExistsError:
+        pass
+    st = os.lstat(repo)
+    if st.st_uid == account.uid:
+        return
+    if st.st_uid != 0 or not os.path.isdir(repo) or os.path.islink(repo):
+        raise PublishError(
+            f"{repo} belongs to uid {st.st_uid}, not to the course service account {account.name}; "
+            f"`chown -R {account.name}: {repo}` if it is the course's repository"
+        )
+    for dirpath, dirnames, filenames in os.walk(repo):
+        for name in [*dirnames, *filenames]:
+            os.lchown(os.path.join(dirpath, name), account.uid, account.gid)
+    os.lchown(repo, account.uid, account.gid)
+
+
+def checked_folder(folder: str) -> PurePosixPath:
+    """The folder argument as a relative path inside the home; refuses the home itself and escapes."""
+    text = folder.strip()
+    path = PurePosixPath(text)
+    if not text or path == PurePosixPath("."):
+        raise PublishError(
+            "name the folder to publish, e.g. {\"folder\": \"teaching/dl-intro\"}; your whole home (with ~/.ssh "
+            "and your other files) is never published"
+        )
     if path.is_absolute() or ".." in path.parts:
         raise PublishError(f"{folder!r}: give a folder relative to your home directory, without `..`")
+    if any(part.lower() == ".git" for part in path.parts):
+        raise PublishError(f"{folder!r}: a folder inside a git repository's .git is not course material")
     return path
 
 
-def _read_as(instructor: Instructor, folder: PurePosixPath) -> bytes:
-    """A tar archive of the folder's contents, made by a process running as the instructor."""
-    source = os.path.join(instructor.home, str(folder))
+def _drop_to(uid: int, gid: int) -> dict:
+    # Popen switches ids after fork, before exec: setgroups, setgid, setuid, in that order.
+    return {"user": uid, "group": gid, "extra_groups": [gid]}
 
-    def drop_privileges():
-        os.setgroups([instructor.gid])
-        os.setgid(instructor.gid)
-        os.setuid(instructor.uid)
 
-    args = ["tar", "-C", source, "-cf", "-"]
-    args += [f"--exclude=./{name}" for name in EXCLUDES] + [f"--exclude={name}" for name in EXCLUDES]
-    result = subprocess.run(
-        [*args, "."], preexec_fn=drop_privileges, capture_output=True, env={"PATH": "/usr/bin:/bin"}
-    )
-    if result.returncode != 0:
-        message = result.stderr.decode(errors="replace").strip().splitlines()
-        raise PublishError(
-            f"cannot read {folder} in your home: {message[0] if message else 'tar failed'}; "
-            "check that the folder exists and that you can read it"
+def _last_json(stderr: bytes) -> dict:
+    for line in reversed(stderr.decode(errors="replace").strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {"error": stderr.decode(errors="replace").strip()[-300:] or "no answer"}
+
+
+async def _run_pipeline(reader_args, reader_ids, writer_args, writer_ids, timeout: float):
+    """Start reader | writer, wait for both; kill both (their whole process groups) after ``timeout``."""
+    read_end, write_end = os.pipe()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    try:
+        reader = await asyncio.create_subprocess_exec(
+            *reader_args, stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE, cwd="/", env=env,
+            process_group=0, **reader_ids,
         )
-    return result.stdout
-
-
-def _unpack_regular_files(archive: bytes, dest: Path) -> None:
-    """Unpack only plain files and folders, inside ``dest``, with ordinary permissions.
-
-    The archive comes from a process running as the instructor, so it is untrusted input to root:
-    links, devices, absolute paths and ``..`` are skipped (tarfile's ``data`` filter does this too, but
-    Debian 12's Python 3.11.2 predates it).
-    """
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        for member in tar:
-            name = PurePosixPath(member.name)
-            if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
-                continue
-            target = dest.joinpath(*name.parts) if name.parts and name.parts != (".",) else dest
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-            target.chmod(0o755 if member.mode & 0o111 else 0o644)
-
-
-def _ensure_repository(repo: Path, branch: str) -> None:
-    if (repo / "HEAD").exists():
-        return
-    repo.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(repo.parent, 0o755)
-    _git("init", "--quiet", "--bare", f"--initial-branch={branch}", str(repo))
-
-
-def _publish_blocking(course: CourseSettings, courses_dir: Path, instructor: Instructor, folder: str) -> dict:
-    folder_path = _checked_folder(folder)
-    archive = _read_as(instructor, folder_path)
-    repo = repository_path(courses_dir, course)
-    _ensure_repository(repo, course.branch)
-    with tempfile.TemporaryDirectory(prefix=f"publish-{course.slug}-") as tmp:
-        work = Path(tmp) / "work"
-        _git("init", "--quiet", f"--initial-branch={course.branch}", str(work))
-        _git("remote", "add", "origin", str(repo), cwd=work)
-        has_history = bool(_git("ls-remote", "--heads", "origin", course.branch, cwd=work))
-        if has_history:
-            _git("fetch", "--quiet", "origin", course.branch, cwd=work)
-            _git("reset", "--quiet", "--hard", "FETCH_HEAD", cwd=work)
-        # Replace the tree with the snapshot, so files the instructor deleted are deleted in the course.
-        for entry in work.iterdir():
-            if entry.name != ".git":
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-        _unpack_regular_files(archive, work)
-        _git("add", "--all", cwd=work)
-        if not _git("status", "--porcelain", cwd=work):
-            head = _git("rev-parse", "HEAD", cwd=work) if has_history else ""
-            return {"commit": head, "changed": False, "files": _count_files(work)}
-        who = f"{instructor.name} <{instructor.name}@condorhub>"
-        _git(
-            "-c", f"user.name={instructor.name}", "-c", f"user.email={instructor.name}@condorhub",
-            "commit", "--quiet", f"--author={who}", "-m", f"Published by {instructor.name} from ~/{folder_path}",
-            cwd=work,
+        try:
+            writer = await asyncio.create_subprocess_exec(
+                *writer_args, stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env=env,
+                process_group=0, **writer_ids,
+            )
+        except BaseException:
+            reader.kill()
+            raise
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    procs = (reader, writer)
+    try:
+        (_, reader_err), (writer_out, writer_err) = await asyncio.wait_for(
+            asyncio.gather(reader.communicate(), writer.communicate()), timeout
         )
-        _git("push", "--quiet", "origin", f"HEAD:{course.branch}", cwd=work)
-        commit = _git("rev-parse", "HEAD", cwd=work)
-        files = _count_files(work)
-    # Students read the repository with their own uid.
-    subprocess.run(["chmod", "-R", "a+rX", str(repo)], check=True)
-    return {"commit": commit, "changed": True, "files": files}
+    except BaseException:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        await asyncio.gather(*(proc.wait() for proc in procs), return_exceptions=True)
+        raise
+    return reader.returncode, reader_err, writer.returncode, writer_out, writer_err
 
 
-def _count_files(work: Path) -> int:
-    return sum(1 for p in work.rglob("*") if p.is_file() and ".git" not in p.relative_to(work).parts)
-
-
-async def publish_folder(course: CourseSettings, courses_dir: Path, instructor: Instructor, folder: str) -> dict:
-    """Publish ``~instructor/folder`` as the course's next version; git and tar run off the event loop."""
+async def publish_folder(
+    course: CourseSettings,
+    courses_dir: Path,
+    instructor: Instructor,
+    folder: str,
+    settings: CoursePublishSettings,
+) -> dict:
+    """Publish ``~instructor/folder`` as the course's next version (one publish per course at a time)."""
     if course.repository:
         raise PublishError(
             f"course {course.slug!r} is distributed from {course.repository}; publish by pushing there"
         )
-    return await asyncio.to_thread(_publish_blocking, course, courses_dir, instructor, folder)
+    folder_path = checked_folder(folder)
+    account = service_account(settings)
+    repo = repository_path(courses_dir, course)
+    prepare_repository_dir(repo, account)
+    limits = [str(parse_memory(settings.max_size)), str(settings.max_files)]
+    timeout = parse_duration(settings.timeout)
+    python = [sys.executable, "-I", "-m"]  # -I: no PYTHON* variables, no user site (the instructor's ~/.local)
+    reader_args = [*python, "condorhub.courses.reader", os.path.join(instructor.home, str(folder_path)), *limits]
+    message = f"Published by {instructor.name} from ~/{folder_path}"
+    writer_args = [*python, "condorhub.courses.writer", str(repo), course.branch, instructor.name, message, *limits]
+
+    lock = _locks.setdefault(course.slug, asyncio.Lock())
+    async with lock:
+        try:
+            reader_rc, reader_err, writer_rc, writer_out, writer_err = await _run_pipeline(
+                reader_args, _drop_to(instructor.uid, instructor.gid),
+                writer_args, _drop_to(account.uid, account.gid), timeout,
+            )
+        except TimeoutError:
+            raise PublishError(
+                f"publishing took longer than {settings.timeout} (course_publishing.timeout) and was stopped; "
+                "nothing was published. Publish a smaller folder."
+            ) from None
+    read = _last_json(reader_err)
+    written = _last_json(writer_err) if writer_rc != 0 else {}
+    if written.get("refused"):
+        # First: a refused stream is what a take-over of the reader looks like, whatever the reader says.
+        raise PublishError(f"publishing {folder_path} refused: {written.get('error')}. Nothing was published.")
+    if reader_rc != 0:
+        raise PublishError(
+            f"cannot read {folder_path} in your home: {read.get('error')}; check that the folder exists and that "
+            "you can read it. Nothing was published."
+        )
+    if writer_rc != 0:
+        raise PublishError(f"publishing {folder_path} failed: {written.get('error')}. Nothing was published.")
+    result = json.loads(writer_out)
+    if read.get("skipped_count"):
+        result["skipped"] = read.get("skipped", [])
+        result["skipped_note"] = "links and special files are not published"
+    return result
 
 
 def trust_course_repositories(paths: list[str]) -> None:
-    """Let every user's git read the course repositories although root owns them.
+    """Let every user's git read the course repositories although the service account owns them.
 
     Since git 2.35.2 a repository owned by another user is refused ("dubious ownership") unless it is
     listed in `safe.directory`; students' servers clone these as themselves. Only the exact course
