@@ -108,6 +108,14 @@ def test_from_a_request_the_sockets_own_address_counts_as_this_machine():
     assert request_client_address(request) == ip("10.1.2.3")
 
 
+def test_over_a_unix_socket_the_peer_is_this_machine():
+    request = fake_request("127.0.0.1", {"X-Forwarded-For": "192.0.2.1, 203.0.113.7"})
+    request.connection.context.address = b"/run/condorhub/hub.sock"
+    assert request_client_address(request) == ip("203.0.113.7")
+    request.headers = HTTPHeaders()
+    assert request_client_address(request) is None
+
+
 def test_bad_networks_are_refused_naming_them():
     with pytest.raises(ValueError, match="'10.0.0.1/8' is not an address or network"):
         parse_networks(["10.0.0.1/8"])

@@ -83,19 +83,24 @@ def client_address(
     forwarded_for: str | None,
     trusted_proxies: Iterable[IPNetwork] = (),
     local: str | None = None,
+    unix_socket: bool = False,
 ) -> IPAddress | None:
     """The client of a request that reached the hub from ``peer`` (the socket's remote address).
 
     :param forwarded_for: the request's ``X-Forwarded-For`` (comma-separated; repeated headers joined).
     :param trusted_proxies: proxies in front of configurable-http-proxy whose entries are believed.
     :param local: the hub socket's own address (a peer with that address is this machine).
-    :returns: the client's address, or None when not even the peer is known (e.g. a unix socket).
+    :param unix_socket: the request came over a unix socket (no peer address; always this machine).
+    :returns: the client's address, or None when it cannot be known (an unknown peer, or a unix
+        socket without X-Forwarded-For).
     """
     trusted = list(trusted_proxies)
     hop = parse_address(peer)
-    if hop is None:
+    if unix_socket:
+        hop = None
+    elif hop is None:
         return None
-    if not (_is_this_machine(hop, parse_address(local)) or _in(hop, trusted)):
+    elif not (_is_this_machine(hop, parse_address(local)) or _in(hop, trusted)):
         return hop
     entries = [entry for entry in (forwarded_for or "").split(",") if entry.strip()]
     for entry in reversed(entries):
@@ -127,6 +132,8 @@ def request_client_address(request, trusted_proxies: Iterable[IPNetwork] = ()) -
     context = getattr(connection, "context", None)
     address = getattr(context, "address", None)
     peer = address[0] if isinstance(address, tuple) and address else None
+    # tornado keeps a unix socket's path (str or bytes) as the address: the peer is on this machine.
+    unix_socket = isinstance(address, (str, bytes))
     local = None
     stream = getattr(connection, "stream", None)
     sock = getattr(stream, "socket", None)
@@ -137,4 +144,4 @@ def request_client_address(request, trusted_proxies: Iterable[IPNetwork] = ()) -
             local = None
     headers = getattr(request, "headers", None)
     forwarded_for = headers.get("X-Forwarded-For") if headers is not None else None
-    return client_address(peer, forwarded_for, trusted_proxies, local)
+    return client_address(peer, forwarded_for, trusted_proxies, local, unix_socket)
