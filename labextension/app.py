@@ -8,11 +8,10 @@ stop the TensorBoard processes it started. Settings are traitlets, e.g. in jupyt
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
+from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.utils import url_path_join
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
@@ -22,6 +21,7 @@ from .scan.handlers import handlers as scan_handlers
 from .scan.store import PatternStore
 from .tensorboard.handlers import handlers as tensorboard_handlers
 from .tensorboard.manager import TensorBoardManager
+from .tensorboard.private import ENV_DIR, PrivateDir
 
 
 class CondorhubLab(ExtensionApp):
@@ -63,22 +63,40 @@ class CondorhubLab(ExtensionApp):
         # Two threads: one scan per click is the normal use; more would only compete for the same disk.
         self.scan_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="condorhub-scan")
         self.pattern_store = PatternStore(self.patterns_file)
+        self.private = PrivateDir.create()
+        self._set_environment()
         self.tensorboards = TensorBoardManager(
-            runtime_dir=Path(jupyter_runtime_dir()) / "condorhub",
+            private=self.private,
             max_instances=self.tensorboard_max_instances,
             startup_timeout=self.tensorboard_startup_timeout,
             log=self.log,
             use_tensorflow=self.tensorboard_use_tensorflow,
         )
+
+    def _set_environment(self):
+        """What kernels and terminals inherit from the server (they get a copy of its environment)."""
+        self._saved_environ = {k: os.environ.get(k) for k in ("TMPDIR", ENV_DIR, "TENSORBOARD_BINARY", "TENSORBOARD_PROXY_URL")}
+        # A private TMPDIR: tensorboard.manager keeps its info files in TMPDIR/.tensorboard-info, by default
+        # the world-writable /tmp/.tensorboard-info, where another user can plant an entry that makes
+        # %tensorboard "reuse" a server of theirs. Also keeps the kernels' temporary files private.
+        os.environ["TMPDIR"] = str(self.private.tmp)
+        os.environ[ENV_DIR] = str(self.private.path)
         # %tensorboard in a notebook shows TensorBoard in an iframe at this URL (kernels inherit the
         # server's environment); without it the iframe points at localhost:<port>, which behind
         # JupyterHub is the user's own machine, not the server's.
         base_url = self.serverapp.base_url
         os.environ.setdefault("TENSORBOARD_PROXY_URL", url_path_join(base_url, "condorhub/tensorboard-port/%PORT%/"))
-        # %tensorboard runs `tensorboard` from PATH, which a kernel started by JupyterHub may not have.
-        binary = Path(sys.executable).parent / "tensorboard"
-        if binary.exists():
-            os.environ.setdefault("TENSORBOARD_BINARY", str(binary))
+        # %tensorboard runs TENSORBOARD_BINARY (else `tensorboard` from PATH): ours serves on a private
+        # socket that TENSORBOARD_PROXY_URL reaches (magic.py), not on a TCP port open to every user.
+        if self.private.launcher_runs():
+            os.environ["TENSORBOARD_BINARY"] = str(self.private.launcher)
+        else:
+            self.log.warning(
+                "%s is on a noexec file system: %%tensorboard in notebooks falls back to `tensorboard` on a "
+                "TCP port that every user of this machine can read; set TMPDIR to an exec-mounted folder",
+                self.private.path,
+            )
+            os.environ.pop("TENSORBOARD_BINARY", None)
 
     def initialize_handlers(self):
         self.handlers.extend(scan_handlers())
@@ -90,3 +108,9 @@ class CondorhubLab(ExtensionApp):
         await self.tensorboards.stop_all()
         self.tensorboards.close()
         self.scan_pool.shutdown(wait=False, cancel_futures=True)
+        for name, value in self._saved_environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self.private.remove()

@@ -309,7 +309,7 @@ def test_tensorboard_magic_in_a_notebook_shows_tensorboard_behind_the_hub(hub, b
 
 
 def magic_tensorboards() -> list[int]:
-    """TensorBoards started by %tensorboard (the tensorboard command, not condorhub's child wrapper)."""
+    """TensorBoards started by %tensorboard (condorhub's launcher, TENSORBOARD_BINARY; not the manager's child)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -317,7 +317,7 @@ def magic_tensorboards() -> list[int]:
                 cmd = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if len(cmd) > 1 and cmd[1].endswith(b"/tensorboard") and b"--logdir" in cmd:
+            if b"condorhub.lab.tensorboard.magic" in cmd and b"--logdir" in cmd:
                 found.append(int(entry.name))
     return found
 

@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from jupyter_fixtures import *  # noqa: F403
 
-from condorhub.lab.tensorboard.manager import free_port
 from condorhub.lab.tensorboard.sample import write_scalars
+from tensorboard_probe import tcp_listen_ports, unix_get
 
 
 def alive(pid: int) -> bool:
@@ -202,14 +201,16 @@ def test_stopping_the_lab_server_stops_its_tensorboards(api, started, jp_servera
     assert second["id"] != first["id"]
 
 
-def test_a_killed_lab_server_leaves_no_tensorboard_behind(logdir):
+def test_a_killed_lab_server_leaves_no_tensorboard_behind(logdir, tmp_path):
     """SIGKILL runs no cleanup: the child wrapper's parent-death signal must end TensorBoard."""
-    port = free_port()
+    sockets = tmp_path / "s"
+    sockets.mkdir(mode=0o700)
+    sock = sockets / "instance-1.sock"
     server = subprocess.Popen(
         [sys.executable, "-c", (
             "import os, subprocess, sys, time\n"
             "child = subprocess.Popen([sys.executable, '-m', 'condorhub.lab.tensorboard.child', '--parent',"
-            f" str(os.getpid()), '--', '--logdir', {str(logdir)!r}, '--host', '127.0.0.1', '--port', '{port}'])\n"
+            f" str(os.getpid()), '--socket', {str(sock)!r}, '--', '--logdir', {str(logdir)!r}])\n"
             "print(child.pid, flush=True)\n"
             "time.sleep(600)\n"
         )],
@@ -220,9 +221,9 @@ def test_a_killed_lab_server_leaves_no_tensorboard_behind(logdir):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"http://127.0.0.1:{port}/data/runs", timeout=2).status_code == 200:
+                if unix_get(sock, "/data/runs")[0] == 200:
                     break
-            except requests.RequestException:
+            except OSError:
                 time.sleep(0.2)
         else:
             pytest.fail("TensorBoard did not come up")
@@ -238,23 +239,32 @@ def test_a_killed_lab_server_leaves_no_tensorboard_behind(logdir):
 
 
 def test_notebook_tensorboard_magic_is_proxied_behind_the_server(api, logdir, jp_base_url, monkeypatch):
-    """%tensorboard starts TensorBoard through tensorboard.manager and shows TENSORBOARD_PROXY_URL."""
+    """%tensorboard starts TensorBoard through tensorboard.manager (TENSORBOARD_BINARY, which the extension
+    points at its launcher) and shows TENSORBOARD_PROXY_URL; that TensorBoard listens on no TCP port."""
+    import tempfile
+
     from tensorboard import manager as tb_manager
 
     assert os.environ["TENSORBOARD_PROXY_URL"] == f"{jp_base_url}condorhub/tensorboard-port/%PORT%/"
-    monkeypatch.setenv("TENSORBOARD_BINARY", str(Path(sys.executable).parent / "tensorboard"))
-    result = tb_manager.start(["--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(free_port())], timeout=datetime_timeout())
+    # A kernel's TMPDIR is the server's private one; this test process cached /tmp before the server started.
+    monkeypatch.setattr(tempfile, "tempdir", os.environ["TMPDIR"])
+    # What people type: the host and port are ignored (a TCP port would be open to every user).
+    result = tb_manager.start(["--logdir", str(logdir), "--host", "0.0.0.0", "--port", "6006"], timeout=datetime_timeout())
     assert isinstance(result, tb_manager.StartLaunched), result
     info = result.info
     try:
+        assert tcp_listen_ports(info.pid) == set(), "the %tensorboard TensorBoard listens on TCP"
         url = os.environ["TENSORBOARD_PROXY_URL"].replace("%PORT%", str(info.port))
         assert url.startswith(jp_base_url)
         r = api("GET", url[len(jp_base_url):])
         assert r.code == 200 and "tb-relative-root" in r.text
         assert sorted(api("GET", url[len(jp_base_url):] + "data/runs").json) == ["lr_0.01", "lr_0.1"]
-        # Any other port is not proxied: the route is for TensorBoard, not every local service.
-        other = api("GET", f"condorhub/tensorboard-port/{free_port()}/")
-        assert other.code == 404 and "only TensorBoard ports are proxied" in other.text
+        # A number without a TensorBoard socket of this server is not proxied, whatever listens on it.
+        other = api("GET", f"condorhub/tensorboard-port/{(info.port % 60000) + 1025}/")
+        assert other.code == 404 and "no TensorBoard of yours" in other.text
+        # The same magic again reuses it (tensorboard.manager's info file, in the private TMPDIR).
+        again = tb_manager.start(["--logdir", str(logdir), "--host", "0.0.0.0", "--port", "6006"], timeout=datetime_timeout())
+        assert isinstance(again, tb_manager.StartReused) and again.info.pid == info.pid
     finally:
         os.kill(info.pid, signal.SIGTERM)
         wait_gone(info.pid)
@@ -275,25 +285,47 @@ def test_tensorboard_does_not_load_tensorflow(api, started):
     assert "_pywrap_tensorflow" not in maps and "libtensorflow" not in maps
 
 
-def test_a_port_taken_before_tensorboard_binds_it_is_retried(api, started, monkeypatch):
-    """The free port is chosen before TensorBoard starts; another program may take it in between."""
-    import socket
+def test_tensorboard_listens_on_a_private_socket_not_on_tcp(api, started, tb_app):
+    """Any TCP port (TensorBoard's or its data server's) would be readable by every user of the machine."""
+    import stat
 
-    from condorhub.lab.tensorboard import manager
+    inst = started().json
+    assert api("GET", inst["url"], timeout=130).code == 200
+    pid = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json["pid"]
+    assert tcp_listen_ports(pid) == set()
+    sock = tb_app.tensorboards.instances[inst["id"]].socket
+    assert stat.S_ISSOCK(sock.lstat().st_mode) and stat.S_IMODE(sock.parent.lstat().st_mode) == 0o700
+    assert unix_get(sock, "/data/runs")[0] == 200
+    # The data server (rustboard) is off: it would listen on a loopback TCP port without authentication.
+    assert "rustboard" not in Path(f"/proc/{pid}/cmdline").read_text() and not any(
+        "server" in Path(f"/proc/{c}/comm").read_text() for c in children_of(pid)
+    )
 
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    ports = iter([taken.getsockname()[1]])
-    real_free_port = manager.free_port
-    monkeypatch.setattr(manager, "free_port", lambda: next(ports, None) or real_free_port())
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().split(")")[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def test_a_socket_that_is_not_the_users_is_not_connected_to(api, started, tb_app):
+    """The proxy checks the socket's owner before every connection (a 0700 folder is the first guard)."""
+    inst = started().json
+    assert api("GET", inst["url"] + "data/runs", timeout=130).code == 200
+    sock = tb_app.tensorboards.instances[inst["id"]].socket
+    os.chown(sock, 65534, 65534)  # as if another user had put their socket there
     try:
-        inst = started().json
-        assert api("GET", inst["url"], timeout=130).code == 200
-        running = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json
-        assert running["state"] == "running"
+        r = api("GET", inst["url"] + "data/runs")
+        assert r.code == 502 and "not to you" in r.text, r
     finally:
-        taken.close()
+        os.chown(sock, os.getuid(), os.getgid())
+    assert api("GET", inst["url"] + "data/runs").code == 200
 
 
 def test_a_tensorboard_that_cannot_start_reports_why(api, started, tb_app, monkeypatch):

@@ -1,12 +1,12 @@
 """Runs TensorBoard as a child that dies with its Jupyter server.
 
-    python -m condorhub.lab.tensorboard.child --parent PID [--without-tensorflow] -- <tensorboard arguments>
+    python -m condorhub.lab.tensorboard.child --parent PID --socket PATH [--without-tensorflow] -- <tensorboard arguments>
 
 A graceful server stop terminates its TensorBoards (CondorhubLab.stop_extension), but a killed server
 (OOM killer, SIGKILL from the hub, an HTCondor job evicted) runs no Python at all. PR_SET_PDEATHSIG asks
 the kernel to send us SIGTERM when the process that started us dies, so no TensorBoard is left behind
-holding a port and memory. TensorBoard runs in this process (not exec'd) so the setting stays in force;
-its fast data server (a Rust helper) exits by itself when TensorBoard goes (--die-after-stdin).
+holding a socket and memory. TensorBoard runs in this process (not exec'd) so the setting stays in force,
+and so that it can serve on the Unix socket PATH instead of a TCP port (serve.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import types
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 
@@ -41,23 +42,29 @@ def without_tensorflow() -> None:
 
 
 def main(argv: list[str]) -> None:
-    usage = "usage: python -m condorhub.lab.tensorboard.child --parent PID [--without-tensorflow] -- <tensorboard arguments>"
-    if len(argv) < 3 or argv[0] != "--parent" or "--" not in argv:
+    usage = (
+        "usage: python -m condorhub.lab.tensorboard.child --parent PID --socket PATH [--without-tensorflow]"
+        " -- <tensorboard arguments>"
+    )
+    if len(argv) < 5 or argv[0] != "--parent" or argv[2] != "--socket" or "--" not in argv:
         sys.exit(usage)
     split = argv.index("--")
-    options, tensorboard_args = argv[2:split], argv[split + 1 :]
+    options, tensorboard_args = argv[4:split], argv[split + 1 :]
     if set(options) - {"--without-tensorflow"}:
         sys.exit(usage)
     die_with_parent(int(argv[1]))
+    from .private import check_private_dir
+    from .serve import bind_unix, serve
+
+    socket_path = Path(argv[3])
+    check_private_dir(socket_path.parent)  # never listen where another user could connect or plant
+    sock = bind_unix(socket_path)
     # SIGTERM's default action ends the process at once, which is what stop wants; TensorBoard's own
     # handler would first log a traceback.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if "--without-tensorflow" in options:
         without_tensorflow()
-    from tensorboard import main as tensorboard_main
-
-    sys.argv = ["tensorboard", *tensorboard_args]
-    tensorboard_main.run_main()
+    serve(sock, tensorboard_args)
 
 
 if __name__ == "__main__":

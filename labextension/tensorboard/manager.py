@@ -1,8 +1,9 @@
 """TensorBoard processes of one Jupyter server: start, list, reload, stop, and stop them all at shutdown.
 
 Each instance is a separate TensorBoard subprocess (in-process TensorBoard broke with every TensorBoard
-and tornado release) listening on a free loopback TCP port (TensorBoard cannot listen on a Unix socket).
-The browser never talks to that port: the proxy (proxy.py) forwards to it behind the server's login.
+and tornado release) listening on a Unix socket in the server's 0700 private directory (private.py,
+serve.py), not on a TCP port another user of the machine could connect to. The browser reaches it only
+through the proxy (proxy.py), behind the server's login.
 
 Start returns at once with state "starting"; a background task waits until TensorBoard answers HTTP and
 sets "running" (or "failed" with the end of its log). Its import alone takes seconds, longer on a busy
@@ -24,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.netutil import Resolver
+
+from .private import SOCKET_NAME, PrivateDir, check_own_socket
 
 #: Secrets of the Jupyter server that TensorBoard has no use for.
 _DROP_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES")
@@ -43,13 +47,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class SocketResolver(Resolver):
+    """Resolves ``http://<socket name>/...`` to that Unix socket of the private directory (the way
+    jupyter-server-proxy's ``unix_socket`` option does), checking before every connection that the socket
+    is this user's: a request never goes to a socket someone else made."""
+
+    def initialize(self, private: PrivateDir):
+        self.private = private
+
+    async def resolve(self, host: str, port: int, family: int = socket.AF_UNSPEC):
+        if not SOCKET_NAME.match(host):
+            raise OSError(f"{host!r} is not a TensorBoard socket name")
+        return [(socket.AF_UNIX, str(check_own_socket(self.private.socket(host))))]
+
+
 @dataclass
 class Instance:
     id: str
     logdir: str  # relative to the server root, as the user picked it
     real_logdir: Path
     log_file: Path
-    port: int = 0
+    socket: Path
     process: asyncio.subprocess.Process | None = None
     state: str = "starting"  # starting | running | failed | stopped
     message: str | None = None
@@ -57,6 +75,11 @@ class Instance:
     ready_after: float | None = None  # seconds from start to the first HTTP answer
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when running or failed
     watcher: asyncio.Task | None = None
+
+    @property
+    def upstream(self) -> str:
+        """The URL host the manager's HTTP client resolves to this instance's socket."""
+        return self.socket.stem
 
     def model(self) -> dict:
         return {
@@ -72,17 +95,20 @@ class Instance:
 
 
 class TensorBoardManager:
-    def __init__(self, *, runtime_dir: Path, max_instances: int, startup_timeout: float, log, use_tensorflow: bool = False):
+    def __init__(self, *, private: PrivateDir, max_instances: int, startup_timeout: float, log, use_tensorflow: bool = False):
         self.use_tensorflow = use_tensorflow
-        self.runtime_dir = runtime_dir
+        self.private = private
+        self.runtime_dir = private.path
         self.max_instances = max_instances
         self.startup_timeout = startup_timeout
         self.log = log
         self.instances: dict[str, Instance] = {}
         # Our own client, not the loop's shared AsyncHTTPClient(): that one may be configured (or replaced,
         # as in tests) by other code. The limit: TensorBoard's largest answers are its JS bundle and
-        # image/histogram data.
-        self.http = AsyncHTTPClient(force_instance=True, max_body_size=512 * 1024 * 1024, max_clients=32)
+        # image/histogram data. Its resolver connects to the private sockets (URL host = socket name).
+        self.http = AsyncHTTPClient(
+            force_instance=True, max_body_size=512 * 1024 * 1024, max_clients=32, resolver=SocketResolver(private=private)
+        )
 
     # --- queries ---------------------------------------------------------------------------------------
 
@@ -94,9 +120,6 @@ class TensorBoardManager:
 
     def list(self) -> list[dict]:
         return [i.model() for i in sorted(self.instances.values(), key=lambda i: i.started)]
-
-    def ports(self) -> set[int]:
-        return {i.port for i in self.instances.values()}
 
     # --- start / stop ------------------------------------------------------------------------------------
 
@@ -111,9 +134,11 @@ class TensorBoardManager:
                 f"(CondorhubLab.tensorboard_max_instances); stop one first",
                 409,
             )
-        self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         instance_id = secrets.token_hex(4)
-        inst = Instance(instance_id, logdir, real_logdir, self.runtime_dir / f"tensorboard-{instance_id}.log")
+        inst = Instance(
+            instance_id, logdir, real_logdir, self.runtime_dir / f"tensorboard-{instance_id}.log",
+            self.private.socket(f"instance-{instance_id}"),
+        )  # fmt: skip
         self.instances[instance_id] = inst
         await self._launch(inst)
         return inst, True
@@ -126,15 +151,14 @@ class TensorBoardManager:
         inst.watcher = asyncio.ensure_future(self._watch_startup(inst))
 
     async def _spawn(self, inst: Instance) -> None:
-        # A free port now may be taken by the time TensorBoard binds it; _watch_startup retries then.
-        inst.port = free_port()
+        # A socket left by a killed TensorBoard (a reload) would refuse the bind: the name is ours to reuse.
+        inst.socket.unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
         command = [
             sys.executable, "-m", "condorhub.lab.tensorboard.child", "--parent", str(os.getpid()),
+            "--socket", str(inst.socket),
             *([] if self.use_tensorflow else ["--without-tensorflow"]), "--",
             "--logdir", str(inst.real_logdir),
-            "--host", "127.0.0.1",
-            "--port", str(inst.port),
             # The proxy strips its own prefix, and TensorBoard's pages use relative URLs, so no
             # --path_prefix: the same TensorBoard works under any JupyterHub user prefix.
         ]  # fmt: skip
@@ -148,24 +172,19 @@ class TensorBoardManager:
                 # Its own process group: stop signals TensorBoard and its data server together.
                 start_new_session=True,
             )
-        self.log.info("TensorBoard %s for %s: pid %s, port %s", inst.id, inst.logdir, inst.process.pid, inst.port)
+        self.log.info("TensorBoard %s for %s: pid %s, socket %s", inst.id, inst.logdir, inst.process.pid, inst.socket)
 
     async def _watch_startup(self, inst: Instance) -> None:
         """Poll TensorBoard until it answers HTTP; record a failure with the end of its log."""
         deadline = time.monotonic() + self.startup_timeout
         start = time.monotonic()
-        bind_retries = 2
         try:
             while time.monotonic() < deadline:
                 if inst.process.returncode is not None:
-                    if bind_retries and "could not bind" in self.log_tail(inst):
-                        bind_retries -= 1
-                        await self._spawn(inst)
-                        continue
                     self._failed(inst, f"TensorBoard exited with code {inst.process.returncode}")
                     return
                 try:
-                    await self.http.fetch(f"http://127.0.0.1:{inst.port}/data/environment", request_timeout=5)
+                    await self.http.fetch(f"http://{inst.upstream}/data/environment", request_timeout=5)
                     inst.state, inst.ready_after = "running", round(time.monotonic() - start, 3)
                     return
                 except (HTTPClientError, OSError):
@@ -204,6 +223,7 @@ class TensorBoardManager:
         inst.state = "stopped"
         self.instances.pop(instance_id, None)
         inst.log_file.unlink(missing_ok=True)
+        inst.socket.unlink(missing_ok=True)
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(i) for i in list(self.instances)), return_exceptions=True)

@@ -1,8 +1,13 @@
-"""Reverse proxy from the Lab server to a TensorBoard on a loopback port, behind the server's login.
+"""Reverse proxy from the Lab server to a TensorBoard on a Unix socket, behind the server's login.
 
     {base_url}condorhub/tensorboard/<id>/...        an instance of the manager
     {base_url}condorhub/tensorboard-port/<port>/... a TensorBoard the user started with %tensorboard in a
-                                                    notebook (TENSORBOARD_PROXY_URL points here)
+                                                    notebook (TENSORBOARD_PROXY_URL points here; <port> is
+                                                    the number in its info file, see magic.py)
+
+Both go to sockets in the server's private directory only (private.py), each checked to be the user's
+before every connection (manager.SocketResolver): no TCP port, so neither a TensorBoard another user
+started nor any other local service can be put in the Lab's origin, and no other user can read the runs.
 
 The URL prefix is stripped and the rest forwarded; TensorBoard's pages use relative URLs, which resolve
 correctly as long as the page URL ends in a slash, hence the redirect for ``.../<id>``.
@@ -14,8 +19,6 @@ We write our own instead of using jupyter-server-proxy: it cannot stop a process
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
@@ -74,11 +77,12 @@ class TensorBoardProxyBase(ExtensionHandlerMixin, JupyterHandler):
         query = self.request.query
         return f"{path}?{query}" if query else path
 
-    async def forward(self, port: int, rest: str | None) -> None:
+    async def forward(self, upstream: str, rest: str | None) -> None:
+        """Send this request to the socket named ``upstream`` (the manager's resolver maps the URL host)."""
         headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in _DROP_REQUEST}
         body = self.request.body if self.request.method not in ("GET", "HEAD") else None
         request = httpclient.HTTPRequest(
-            f"http://127.0.0.1:{port}{self._upstream_path(rest)}",
+            f"http://{upstream}{self._upstream_path(rest)}",
             method=self.request.method,
             headers=headers,
             body=body if body is not None or self.request.method not in ("POST", "PUT", "PATCH") else b"",
@@ -89,9 +93,9 @@ class TensorBoardProxyBase(ExtensionHandlerMixin, JupyterHandler):
         try:
             response = await self.extensionapp.tensorboards.http.fetch(request, raise_error=False)
         except OSError as err:
-            raise web.HTTPError(502, f"TensorBoard on port {port} does not answer ({err}); reload it") from None
+            raise web.HTTPError(502, f"TensorBoard {upstream} does not answer ({err}); reload it") from None
         if response.code == 599:
-            raise web.HTTPError(502, f"TensorBoard on port {port} does not answer ({response.error}); reload it")
+            raise web.HTTPError(502, f"TensorBoard {upstream} does not answer ({response.error}); reload it")
         self.set_status(response.code, response.reason)
         # Drop the Jupyter defaults that would clash with TensorBoard's (its page sets its own CSP).
         self.clear_header("Content-Type")
@@ -137,7 +141,7 @@ class InstanceProxyHandler(TensorBoardProxyBase):
                 pass
         if inst.state != "running":
             raise web.HTTPError(502, f"TensorBoard for {inst.logdir!r} is {inst.state}: {inst.message or ''}")
-        await self.forward(inst.port, rest)
+        await self.forward(inst.upstream, rest)
 
     @web.authenticated
     @authorized
@@ -155,36 +159,20 @@ class InstanceProxyHandler(TensorBoardProxyBase):
         await self._proxy(instance_id, rest)
 
 
-def _owned_tensorboard_ports() -> set[int]:
-    """Ports of TensorBoards this Unix user runs, from TensorBoard's own info files (%tensorboard writes
-    them). Only those ports are proxied: the port route must not open every loopback service to the web."""
-    try:
-        from tensorboard import manager as tb_manager
-    except ImportError:  # pragma: no cover - tensorboard is a dependency
-        return set()
-    ports = set()
-    uid = os.getuid()
-    for info in tb_manager.get_all():
-        try:
-            if Path(f"/proc/{info.pid}").stat().st_uid == uid:
-                ports.add(info.port)
-        except OSError:
-            continue  # stale info file of a finished TensorBoard
-    return ports
-
-
 class PortProxyHandler(TensorBoardProxyBase):
-    """{base_url}condorhub/tensorboard-port/<port>/... → a TensorBoard of this user on that port."""
+    """{base_url}condorhub/tensorboard-port/<n>/... → the %tensorboard TensorBoard on ``port-<n>.sock``."""
 
     async def _proxy(self, port: str, rest: str | None):
         if not rest and self.trailing_slash():
             return
         number = int(port)
-        if number not in self.extensionapp.tensorboards.ports() and number not in _owned_tensorboard_ports():
+        if not self.extensionapp.tensorboards.private.socket(f"port-{number}").exists():
             raise web.HTTPError(
-                404, f"no TensorBoard of yours listens on port {number} (only TensorBoard ports are proxied)"
+                404,
+                f"no TensorBoard of yours for port {number}: only TensorBoards started with %tensorboard in this "
+                "server's kernels are proxied (they listen on private sockets, not on TCP ports)",
             )
-        await self.forward(number, rest)
+        await self.forward(f"port-{number}", rest)
 
     @web.authenticated
     @authorized
