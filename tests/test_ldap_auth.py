@@ -240,6 +240,33 @@ async def test_only_answered_wrong_passwords_count(slapd):
     assert auth.address_throttle.failures("192.0.2.10") == 1
 
 
+async def outcomes(auth, credentials, address="192.0.2.10"):
+    """Log in with all ``credentials`` at once: "in", "invalid" or the HTTP status of each."""
+    async def one(username, password):
+        try:
+            return "in" if await login(auth, username, password, address) else "invalid"
+        except web.HTTPError as e:
+            return e.status_code
+    return await asyncio.gather(*(one(u, p) for u, p in credentials))
+
+
+async def test_parallel_guesses_for_one_account_get_exactly_the_sequential_tries(slapd):
+    auth = make_authenticator(slapd, throttle_free_failures=3)
+    results = await outcomes(auth, [("bob", f"guess-{i}") for i in range(20)])
+    assert results.count("invalid") == 3
+    assert results.count(429) == 17
+    assert auth.username_throttle.failures("bob") == 3
+
+
+async def test_parallel_guesses_from_one_address_overtake_the_count_by_less_than_the_ldap_threads(slapd):
+    auth = make_authenticator(slapd, throttle_free_failures_per_address=5, ldap_threads=8)
+    results = await outcomes(auth, [(f"spray{i}", "guess") for i in range(40)])
+    # An attempt is admitted when it gets one of the 8 LDAP threads, against the failures counted by
+    # then: at most the 7 attempts holding the other threads can still be undecided.
+    assert 5 <= results.count("invalid") <= 5 + 7, results
+    assert results.count(429) == 40 - results.count("invalid")
+
+
 def lookup_authenticator(slapd, service_password, **overrides):
     auth = make_authenticator(slapd, **overrides)
     auth.lookup_dn = True

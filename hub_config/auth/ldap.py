@@ -825,16 +825,17 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         an LDAP thread), and the outcome is counted before that room is given to the next attempt.
         """
         async with self._room_for(username):
-            outcome = await self._in_ldap_thread(username, password, address)
-            if isinstance(outcome, _Refused):
-                if outcome.wrong_password:
-                    self.username_throttle.record_failure(username)
-                    self.address_throttle.record_failure(address)
-            else:
-                # A success forgets the username's failures; the address's stay (logging into
-                # one's own account must not wipe the record of guesses at others).
-                self.username_throttle.reset(username)
-            return outcome
+            return await self._in_ldap_thread(username, password, address)
+
+    def _count(self, username: str, address: str, outcome: _DirectoryUser | _Refused) -> None:
+        if isinstance(outcome, _Refused):
+            if outcome.wrong_password:
+                self.username_throttle.record_failure(username)
+                self.address_throttle.record_failure(address)
+        else:
+            # A success forgets the username's failures; the address's stay (logging into
+            # one's own account must not wipe the record of guesses at others).
+            self.username_throttle.reset(username)
 
     @contextlib.asynccontextmanager
     async def _room_for(self, username: str):
@@ -871,7 +872,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
                 del rooms[username]
 
     def _ldap_slots(self) -> asyncio.Semaphore:
-        """One slot per LDAP thread; a slot is freed when its thread finishes, not when a login gives up."""
+        """One slot per LDAP thread, so that attempts are admitted to LDAP only when a thread is free."""
         loop = asyncio.get_running_loop()
         slots = getattr(self, "_ldap_slot_state", None)
         if slots is None or slots[0] is not loop:
@@ -879,26 +880,58 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         return slots[1]
 
     async def _in_ldap_thread(self, username: str, password: str, address: str):
+        """Run :meth:`ldap_login` on a free LDAP thread and count its outcome.
+
+        The slot is given back only once the outcome is counted (so whoever gets it next sees
+        the count), or, when this login gave up waiting (login_timeout), once its thread has
+        really finished: a hung LDAP server cannot make more threads' work pile up.
+        """
         slots = self._ldap_slots()
         await slots.acquire()
         loop = asyncio.get_running_loop()
+        released = abandoned = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slots.release()
+
+        def thread_finished(_future) -> None:
+            if abandoned:
+                release()
+
         try:
             # Re-check now that this attempt has an LDAP thread: while it waited, attempts ahead of
             # it may have been answered "wrong password".
             self._check_address(address, username)
             future = self._executor.submit(self.ldap_login, username, password)
         except BaseException:
-            slots.release()
+            release()
             raise
 
-        def free_slot(_future) -> None:
+        def on_thread_finished(f) -> None:
             try:
-                loop.call_soon_threadsafe(slots.release)
+                loop.call_soon_threadsafe(thread_finished, f)
             except RuntimeError:  # the loop is closed: the hub is shutting down
                 pass
 
-        future.add_done_callback(free_slot)
-        return await asyncio.wrap_future(future)
+        future.add_done_callback(on_thread_finished)
+        try:
+            outcome = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            abandoned = True
+            if future.done():
+                release()
+            raise
+        except BaseException:
+            release()
+            raise
+        try:
+            self._count(username, address, outcome)
+        finally:
+            release()
+        return outcome
 
     def _auth_model(self, username: str, user: _DirectoryUser, elapsed: float) -> dict:
         missing = [name for name in _POSIX_ATTRIBUTES if user.first(name) in (None, "")]
