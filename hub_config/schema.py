@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from ipaddress import ip_network
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
@@ -250,6 +251,20 @@ class ThrottleSettings(Strict):
             "this. It slows password guessing without locking the real user out for long."
         ),
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value):
+        # pydantic's own message ("not a valid IPv4 or IPv6 network") does not say what is wrong.
+        for entry in value if isinstance(value, list) else []:
+            try:
+                ip_network(str(entry))
+            except ValueError as err:
+                raise ValueError(
+                    f"{entry!r} is not an address or a network in CIDR notation ({err}); write e.g. "
+                    "10.0.0.5 for one proxy or 10.0.0.0/24 for a network"
+                ) from None
+        return value
 
 
 class LoginNodeProfile(Strict):

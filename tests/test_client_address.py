@@ -136,7 +136,9 @@ def test_the_site_file_takes_trusted_proxies_and_refuses_bad_ones():
     assert site.login_throttle.free_failures_per_address == 50
     with pytest.raises(SiteConfigError) as err:
         validate_site_data(minimal_site(trusted_proxies=["10.0.0.1/8"]), "site.yaml")
-    assert any(p.startswith("`login_throttle.trusted_proxies[0]`") for p in err.value.problems), err.value.problems
+    (problem,) = err.value.problems
+    assert problem.startswith("`login_throttle.trusted_proxies`: '10.0.0.1/8' is not an address or a network")
+    assert "has host bits set" in problem and "10.0.0.0/24 for a network" in problem
 
 
 def test_the_authenticator_refuses_a_bad_trusted_proxy():
