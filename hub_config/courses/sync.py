@@ -1,56 +1,32 @@
-"""Single-user side: when the server starts, bring each of the student's courses into their home.
+"""Single-user side of courses: the jupyter-server extension every condorhub server loads.
 
-Runs as a jupyter-server extension, so it works the same on the login node and in an HTCondor job. The
-hub passes the courses in ``$CONDORHUB_COURSES`` (see :func:`condorhub.courses.handlers.course_environment`).
-Pulling uses nbgitpuller, whose merge never overwrites a file the student changed: local edits are kept,
-new and untouched files are updated, files the student deleted come back.
+Runs the same on the login node and in an HTCondor job. The hub passes the student's courses in
+``$CONDORHUB_COURSES`` (see :func:`condorhub.courses.handlers.course_environment`). At load it
+
+- confines nbgitpuller's ``/git-pull`` links to ``~/courses/`` and the student's course folders
+  (:mod:`.links`), and
+- registers ``{base_url}condorhub/api/courses``, the state of the course pulls (:mod:`.background`);
+
+once the server listens it pulls every course in the background, so a slow course repository never
+delays or fails the server's start.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-ENV = "CONDORHUB_COURSES"
-PULL_TIMEOUT = 120
+from jupyter_server.utils import url_path_join
+
+from .background import CoursePulls, CourseStateHandler, courses_from_env
+from .links import confine_nbgitpuller
+
+STATE_PATH = "condorhub/api/courses"
 
 
-def pull(course: dict, home: Path, log) -> bool:
-    source = course["source"]
-    if "://" not in source and not os.path.exists(source):
-        # A hub-managed course whose instructors have not published anything yet.
-        log.info("course %s: nothing published yet", course["slug"])
-        return False
-    target = home / course["target"]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # nbgitpuller's command-line entry point, in a child process so a stuck pull has a deadline.
-    cmd = [
-        sys.executable, "-c", "from nbgitpuller.pull import main; main()",
-        course["source"], course["branch"], str(target),
-    ]
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=PULL_TIMEOUT, cwd=home)
-    except subprocess.TimeoutExpired:
-        log.error("course %s: pull from %s took longer than %s s", course["slug"], course["source"], PULL_TIMEOUT)
-        return False
-    if result.returncode != 0:
-        log.error("course %s: pull from %s failed: %s", course["slug"], course["source"], result.stderr[-2000:])
-        return False
-    log.info("course %s: up to date in %s", course["slug"], target)
-    return True
-
-
-def sync_courses(log) -> int:
-    try:
-        courses = json.loads(os.environ.get(ENV) or "[]")
-    except json.JSONDecodeError:
-        log.error("$%s is not valid JSON; no course was updated", ENV)
-        return 0
-    home = Path(os.environ.get("HOME") or Path.home())
-    return sum(pull(course, home, log) for course in courses)
+def _home() -> Path:
+    return Path(os.environ.get("HOME") or Path.home())
 
 
 def _jupyter_server_extension_points():
@@ -58,5 +34,19 @@ def _jupyter_server_extension_points():
 
 
 def _load_jupyter_server_extension(server_app):
-    # Before the server answers, so the course is there when the Lab opens.
-    sync_courses(server_app.log)
+    home = _home()
+    courses = courses_from_env(server_app.log)
+    pulls = CoursePulls(courses, home, server_app.log)
+    server_app.web_app.settings["condorhub_course_pulls"] = pulls
+    confine_nbgitpuller(server_app, lambda: [str(home / c["target"]) for c in courses])
+    web_app = server_app.web_app
+    web_app.add_handlers(
+        ".*", [(url_path_join(web_app.settings["base_url"], STATE_PATH), CourseStateHandler, {"pulls": pulls})]
+    )
+
+
+async def _start_jupyter_server_extension(server_app):
+    # Called by jupyter-server once its event loop runs and the server listens; returns at once.
+    pulls = server_app.web_app.settings.get("condorhub_course_pulls")
+    if pulls is not None and pulls.courses:
+        pulls.task = asyncio.get_running_loop().create_task(pulls.run_all())
