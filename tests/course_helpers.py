@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 ACCOUNT = "condorhub-courses"
@@ -112,3 +114,28 @@ def process_exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class SilentGitDaemon:
+    """Listens on a port, accepts every connection and never says a word (a git:// server that hangs)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+
+    def close(self):
+        for conn in self.connections:
+            conn.close()
+        self.sock.close()

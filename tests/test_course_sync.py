@@ -8,41 +8,15 @@ endpoint shows the quick course done and the hanging one pulling, and the deadli
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
+from course_helpers import SilentGitDaemon
 from jupyter_fixtures import *  # noqa: F403
 
 GIT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@x"}
-
-
-class SilentGitDaemon:
-    """Listens on a port, accepts every connection and never says a word (a git:// server that hangs)."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
-
-    def close(self):
-        for conn in self.connections:
-            conn.close()
-        self.sock.close()
 
 
 @pytest.fixture

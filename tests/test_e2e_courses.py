@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 from conftest import scratch_dir
-from course_helpers import crafted_stream, ensure_course_account, git_out, process_exists, start_takeover
+from course_helpers import (
+    SilentGitDaemon,
+    crafted_stream,
+    ensure_course_account,
+    git_out,
+    process_exists,
+    start_takeover,
+)
 from hub_harness import Hub, HubClient, demo_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ldap]
@@ -43,11 +50,22 @@ def write_as(path: Path, text: str, uid: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def hub(slapd):
+def silent_daemon():
+    """A git:// server that accepts and never answers: the repository of a course that hangs."""
+    daemon = SilentGitDaemon()
+    yield daemon
+    daemon.close()
+
+
+@pytest.fixture(scope="module")
+def hub(slapd, silent_daemon):
     work = scratch_dir("condorhub-courses-hub-")
     site = demo_site(slapd.uri, slapd.suffix, work / "state")
     site["hub"]["courses_dir"] = str(work / "courses")
-    site["courses"] = COURSES
+    # alice also takes a course mirrored from a repository that never answers.
+    hanging = {"slug": "mirrored", "title": "Mirrored lectures", "students_group": "students",
+               "instructors_group": "instructors", "repository": f"git://127.0.0.1:{silent_daemon.port}/lectures.git"}
+    site["courses"] = [*COURSES, hanging]
     # Short, so the stalled-publish test does not wait long; a normal publish here takes well under 2 s.
     site["course_publishing"] = {"timeout": "10s"}
     ensure_course_account()
@@ -68,6 +86,25 @@ def restart_server(client: HubClient, user: str) -> None:
     client.api("DELETE", f"/users/{user}/server", timeout=60)
     client.http.get(f"{client.url}/hub/spawn", timeout=60)  # one profile: starts without a form
     client.wait_for_server(user)
+
+
+def course_states(client: HubClient, user: str) -> dict[str, dict]:
+    """The server's course pulls (condorhub/api/courses), through the hub's proxy with the user's cookie."""
+    reply = client.http.get(f"{client.url}/user/{user}/condorhub/api/courses", timeout=10)
+    assert reply.status_code == 200, reply.text
+    return {c["slug"]: c for c in reply.json()["courses"]}
+
+
+def wait_for_course(client: HubClient, user: str, slug: str, timeout: float = 60) -> dict[str, dict]:
+    """Courses are pulled in the background after the server answers: wait until ``slug`` is done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = course_states(client, user)
+        if states[slug]["state"] not in ("waiting", "pulling"):
+            assert states[slug]["state"] == "done", states[slug]
+            return states
+        time.sleep(0.3)
+    raise AssertionError(f"course {slug} still {states[slug]} after {timeout} s")
 
 
 def can_open(client: HubClient, owner: str) -> int:
@@ -100,6 +137,7 @@ def test_published_course_reaches_students_and_updates_keep_their_edits(hub, lda
     alice = hub.client()
     alice.login("alice", "alice-pw")  # the login starts her server, which pulls the course
     alice.wait_for_server("alice")
+    wait_for_course(alice, "alice", "dl-intro")
     course = ldap_home_base / "alice" / "courses" / "dl-intro"
     assert (course / "README.md").read_text() == "Week 1: read this.\n"
     assert os.stat(course / "README.md").st_uid == 10001
@@ -119,9 +157,28 @@ def test_published_course_reaches_students_and_updates_keep_their_edits(hub, lda
     assert second.status_code == 200 and second.json()["changed"] is True
 
     restart_server(alice, "alice")
+    wait_for_course(alice, "alice", "dl-intro")
     assert (course / "README.md").read_text() == "My notes on week 1.\n"  # her edit survives
     assert (course / "lesson2.py").read_text() == "print('week 2')\n"  # the new lesson arrives
     assert (course / "lesson1.py").exists()
+
+
+def test_a_hanging_course_repository_does_not_delay_the_students_server(hub, silent_daemon):
+    """The mirrored course's git:// server never answers. Pulls used to run before the server listened
+    (up to 120 s a course, past the hub's 60 s http_timeout): the start failed. Now it is prompt and the
+    state endpoint shows the hanging pull."""
+    alice = hub.client()
+    alice.login("alice", "alice-pw", follow=False)
+    alice.api("DELETE", "/users/alice/server", timeout=60)
+    started = time.monotonic()
+    alice.http.get(f"{hub.url}/hub/spawn", timeout=60)
+    alice.wait_for_server("alice", timeout=60)
+    took = time.monotonic() - started
+    states = course_states(alice, "alice")
+    assert states["mirrored"]["state"] == "pulling", states
+    assert took < 30, took
+    assert silent_daemon.connections  # the pull really is waiting on the silent server
+    print(f"server with a hanging course answered {took:.1f} s after the spawn request")
 
 
 def test_home_page_lists_each_users_courses(hub):
