@@ -242,6 +242,17 @@ class ThrottleSettings(Strict):
     window_seconds: float = Field(
         900, gt=0, description="Failures older than this are forgotten."
     )
+    known_browser_days: float = Field(
+        30,
+        ge=0,
+        le=400,
+        description=(
+            "After a successful login the browser keeps a signed cookie for that user this many days: that "
+            "user's later attempts from it are not slowed down by the (maybe shared, NAT) client address, only "
+            "by the user name's own failures. Keeps a lecture hall whose typos used up its address's free "
+            "failures from locking out its students. 0 turns it off."
+        ),
+    )
     max_delay_seconds: float = Field(
         60,
         gt=0,

@@ -111,6 +111,7 @@ def apply_ldap(c, site: SiteConfig) -> None:
     auth.throttle_free_failures = throttle.free_failures
     auth.throttle_free_failures_per_address = throttle.free_failures_per_address
     auth.trusted_proxies = [str(network) for network in throttle.trusted_proxies]
+    auth.throttle_known_browser_days = throttle.known_browser_days
     auth.throttle_window_seconds = throttle.window_seconds
     auth.throttle_max_delay_seconds = throttle.max_delay_seconds
 

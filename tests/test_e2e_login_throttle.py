@@ -14,6 +14,8 @@ What is attacked here (issue 10, item 4):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import threading
 import time
@@ -24,6 +26,7 @@ from conftest import scratch_dir
 from hub_harness import Hub, HubClient, demo_site
 from requests.adapters import HTTPAdapter
 
+from condorhub.auth.known_browsers import COOKIE_NAME
 from condorhub.demo.directory import DEMO_GID_NUMBER, DEMO_USERS, DemoUser, directory_ldif, ssha_password
 from condorhub.demo.slapd import OpenLDAPServer
 
@@ -157,6 +160,41 @@ def test_a_trusted_front_proxy_passes_on_the_client_address(hub):
     assert via_front_proxy("192.0.2.78", "dave", "dave-pw")[0] == 302
     # ...and a client that is not a trusted proxy cannot claim to be forwarding for someone.
     assert login_page_text(client_at(hub, "127.0.0.42", {"X-Forwarded-For": "192.0.2.77"}), "dave", "dave-pw")[0] == 302
+
+
+def keep_only_the_known_login_cookie(client: HubClient) -> None:
+    """The next day: the session is gone, the browser's long-lived known-login cookie is not."""
+    for cookie in list(client.http.cookies):
+        if cookie.name != COOKIE_NAME:
+            client.http.cookies.clear(cookie.domain, cookie.path, cookie.name)
+
+
+def test_a_lecture_halls_own_typos_do_not_hold_back_students_who_logged_in_there_before(hub):
+    hall = "127.0.0.51"
+    returning = {user: client_at(hub, hall) for user in CLASS[:4]}
+    for user, client in returning.items():
+        assert login_page_text(client, user.uid, user.password)[0] == 302
+        assert any(c.name == COOKIE_NAME for c in client.http.cookies)
+        keep_only_the_known_login_cookie(client)
+    mallory = client_at(hub, hall)
+    assert login_page_text(mallory, "dave", "dave-pw")[0] == 302  # her own account: she gets a cookie too
+    keep_only_the_known_login_cookie(mallory)
+    # Typos of other students use up the hall's free failures.
+    for user in CLASS[10 : 10 + FREE_PER_ADDRESS]:
+        assert INVALID in login_page_text(client_at(hub, hall), user.uid, "typo")[1]
+    status, text = login_page_text(client_at(hub, hall), CLASS[20].uid, CLASS[20].password)
+    assert status == 429 and ADDRESS_THROTTLED in text  # a browser new to that account waits
+    # Students whose browsers logged in there before are not held back by the hall's address.
+    for user, client in returning.items():
+        assert login_page_text(client, user.uid, user.password)[0] == 302
+    # A cookie names the user it was issued for: dave's does not let anyone guess alice's password,
+    # and a cookie not signed by the hub is no cookie.
+    status, text = login_page_text(mallory, "alice", "guess")
+    assert status == 429 and ADDRESS_THROTTLED in text
+    forged = client_at(hub, hall)
+    forged.http.cookies.set(COOKIE_NAME, json.dumps([hashlib.sha256(b"alice").hexdigest()[:24]]), path="/hub/")
+    status, text = login_page_text(forged, "alice", "alice-pw")
+    assert status == 429 and ADDRESS_THROTTLED in text
 
 
 # ---------------------------------------------------------------------- only answered wrong passwords count

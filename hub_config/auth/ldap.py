@@ -21,7 +21,9 @@ What :class:`CondorhubLDAPAuthenticator` adds to ``ldapauthenticator.LDAPAuthent
   as many as it has free failures left (one at a time once they are used up), and every attempt
   re-checks its address when it gets an LDAP thread: parallel guesses get no more tries per
   account than sequential ones, and at most ``ldap_threads - 1`` more per address, while a class
-  logging in at once is never refused.
+  logging in at once is never refused. A browser the user logged in from before is exempt from
+  the address's throttle (:mod:`condorhub.auth.known_browsers`), so a lecture hall's own typos
+  behind one NAT address cannot hold back its students either.
 * **A service failure is not a wrong password.** A refused service-account bind (lookup mode),
   an unreachable or hung server: the login page says so (503) and nothing is counted.
 * **Strict usernames**, rejecting LDAP filter/DN syntax before any LDAP call.
@@ -66,6 +68,7 @@ from ldapauthenticator.ldapauthenticator import TlsStrategy
 from tornado import web
 from traitlets import Dict, Float, Int, List, Unicode, default, observe, validate
 
+from condorhub.auth import known_browsers
 from condorhub.auth.client_address import parse_networks, request_client_address, throttle_key
 from condorhub.auth.throttle import FailedLoginThrottle
 
@@ -408,6 +411,20 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         address (NAT); it stops one machine from guessing across many usernames. Only wrong
         passwords count (logins in progress and correct ones never do), so a class logging in
         at once is not slowed by this.
+        """,
+    )
+
+    throttle_known_browser_days = Float(
+        30.0,
+        config=True,
+        help="""
+        Days a browser stays "known" for a user after a successful login; 0 turns this off.
+
+        An attempt for a user from a browser that user logged in from before is not held back
+        by the per-address throttle (only by the username's own). A lecture hall behind one NAT
+        address whose students' typos used up the address's free failures can so still log in,
+        while a guesser, who has no such (signed, per-user) cookie for the accounts it attacks,
+        stays slowed down. See :mod:`condorhub.auth.known_browsers`.
         """,
     )
 
@@ -760,8 +777,11 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         username = self.normalize_login_name(data.get("username") or "")
         password = data.get("password") or ""
         address = self.client_address(handler)
+        # A browser this user logged in from before is not held back by its (maybe shared) address.
+        by_address = not known_browsers.is_known(handler, username, self.throttle_known_browser_days)
 
-        self._check_address(address, username)
+        if by_address:
+            self._check_address(address, username)
         # Neither check below reaches LDAP, so neither can guess a password: not counted.
         if not self.is_valid_login_name(username):
             self.log.warning("Login refused for %s from %s: not a valid username (must match %s)",
@@ -776,7 +796,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         started = time.monotonic()
         try:
             outcome = await asyncio.wait_for(
-                self._attempt(username, password, address), timeout=self.login_timeout
+                self._attempt(username, password, address, by_address), timeout=self.login_timeout
             )
         except (LoginServiceError, asyncio.TimeoutError) as e:
             # Not the user's fault: nothing was counted (counting happens only on LDAP's answer).
@@ -800,7 +820,9 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
                 self.log.warning("LDAP login refused for %s from %s, not counted as a failure: %s",
                                  _log_name(username), address, outcome.reason)
             return None
-        return self._auth_model(username, outcome, time.monotonic() - started)
+        model = self._auth_model(username, outcome, time.monotonic() - started)
+        known_browsers.remember(handler, username, self.throttle_known_browser_days)
+        return model
 
     def _check_address(self, address: str, username: str) -> None:
         self._throttled(
@@ -816,7 +838,9 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             username,
         )
 
-    async def _attempt(self, username: str, password: str, address: str) -> _DirectoryUser | _Refused:
+    async def _attempt(
+        self, username: str, password: str, address: str, by_address: bool = True
+    ) -> _DirectoryUser | _Refused:
         """One login's LDAP part, admitted against the failures *answered* so far; counts its outcome.
 
         Never a refusal for attempts merely in flight (a class logging in at once), yet parallel
@@ -825,7 +849,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         an LDAP thread), and the outcome is counted before that room is given to the next attempt.
         """
         async with self._room_for(username):
-            return await self._in_ldap_thread(username, password, address)
+            return await self._in_ldap_thread(username, password, address, by_address)
 
     def _count(self, username: str, address: str, outcome: _DirectoryUser | _Refused) -> None:
         if isinstance(outcome, _Refused):
@@ -879,7 +903,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             slots = self._ldap_slot_state = (loop, asyncio.Semaphore(self.ldap_threads))
         return slots[1]
 
-    async def _in_ldap_thread(self, username: str, password: str, address: str):
+    async def _in_ldap_thread(self, username: str, password: str, address: str, by_address: bool = True):
         """Run :meth:`ldap_login` on a free LDAP thread and count its outcome.
 
         The slot is given back only once the outcome is counted (so whoever gets it next sees
@@ -904,7 +928,8 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         try:
             # Re-check now that this attempt has an LDAP thread: while it waited, attempts ahead of
             # it may have been answered "wrong password".
-            self._check_address(address, username)
+            if by_address:
+                self._check_address(address, username)
             future = self._executor.submit(self.ldap_login, username, password)
         except BaseException:
             release()
