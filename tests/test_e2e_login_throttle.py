@@ -10,6 +10,9 @@ What is attacked here (issue 10, item 4):
 * attempts were counted as failures before LDAP answered, so a class logging in at once (all with the right
   password, all from one NAT address) was refused "Too many failed logins".
 * a refused *service account* bind (lookup mode) looked like the user's wrong password and was counted.
+
+And what keeps the per-address throttle from locking out a lecture hall by its own typos: a browser a
+user logged in from before is not held back by its address for that user (known-browser cookie).
 """
 
 from __future__ import annotations
