@@ -80,6 +80,7 @@ class CoursePulls:
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, cwd=self.home, start_new_session=True,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},  # never wait for a password nobody types
         )
         self._children.add(proc.pid)
         try:
@@ -92,43 +93,52 @@ class CoursePulls:
             self._children.discard(proc.pid)
         return proc.returncode, out.decode(errors="replace")
 
-    async def _published(self, source: str, branch: str) -> bool:
-        if "://" in source:
-            return True
-        if not (os.path.exists(os.path.join(source, "HEAD")) or os.path.exists(os.path.join(source, ".git"))):
-            return False
-        rc, out = await self._run(["git", "ls-remote", "--heads", source, branch], 30)
-        return rc == 0 and bool(out.strip())
-
     async def pull(self, course: dict) -> None:
-        slug = course["slug"]
+        slug, source, branch = course["slug"], course["source"], course["branch"]
+        local = "://" not in source
+        if local and not any(os.path.exists(os.path.join(source, p)) for p in ("HEAD", ".git")):
+            # A hub-managed course whose instructors have not published anything yet.
+            self._set(slug, "unpublished", "nothing published yet")
+            return
+        deadline = time.monotonic() + self.timeout
+        self._set(slug, "pulling")
         try:
-            if not await self._published(course["source"], course["branch"]):
-                # A hub-managed course whose instructors have not published anything yet.
-                self._set(slug, "unpublished", "nothing published yet")
+            # First git itself: nbgitpuller hides git's message when the repository cannot be reached.
+            rc, out = await self._run(["git", "ls-remote", "--heads", "--", source, branch], self.timeout)
+            if rc != 0:
+                self._set(slug, "failed", failure_reason(out) or f"git ls-remote exit status {rc}")
+                return
+            if not out.strip():
+                if local:
+                    self._set(slug, "unpublished", "nothing published yet")
+                else:
+                    self._set(slug, "failed", f"{source} has no branch {branch}")
                 return
             target = self.home / course["target"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._set(slug, "pulling")
-            cmd = [
-                sys.executable, "-c", "from nbgitpuller.pull import main; main()",
-                course["source"], course["branch"], str(target),
-            ]
-            rc, out = await self._run(cmd, self.timeout)
+            cmd = [sys.executable, "-c", "from nbgitpuller.pull import main; main()", source, branch, str(target)]
+            rc, out = await self._run(cmd, max(deadline - time.monotonic(), 1))
         except TimeoutError:
-            self._set(slug, "failed", f"no answer from {course['source']} within {self.timeout:.0f} s")
+            self._set(slug, "failed", f"no answer from {source} within {self.timeout:.0f} s")
             return
         except Exception as err:  # one course's problem never stops the others or the server
             self._set(slug, "failed", str(err))
             return
         if rc != 0:
-            self._set(slug, "failed", out.strip()[-1000:] or f"exit status {rc}")
+            self._set(slug, "failed", failure_reason(out) or f"exit status {rc}")
         else:
             self._set(slug, "done", f"up to date in ~/{course['target']}")
 
     def kill_children(self) -> None:
         for pid in list(self._children):
             _killpg(pid)
+
+
+def failure_reason(output: str) -> str:
+    """git's own complaint (its last ``fatal:``/``error:`` line) out of nbgitpuller's output and traceback."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    git_lines = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (git_lines or lines or [""])[-1][:1000]
 
 
 def _killpg(pid: int) -> None:

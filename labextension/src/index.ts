@@ -7,6 +7,7 @@ import { ICommandPalette, InputDialog, MainAreaWidget, WidgetTracker, showErrorM
 import { IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 
+import { coursesPlugin } from './courses';
 import { scanIcon, tensorboardIcon } from './icons';
 import { ScanBrowser } from './scan/widget';
 import { ITensorBoard, getTensorBoard, startTensorBoard } from './tensorboard/api';
@@ -162,4 +163,5 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+// The course pulls' notifications: a plugin of its own (src/courses.ts).
+export default [plugin, coursesPlugin];
