@@ -385,7 +385,7 @@ class WorkerLane:
             )
             self._kill(oldest)
 
-    def _kill(self, worker: _Worker) -> None:
+    def _forget(self, worker: _Worker) -> None:
         if worker is self._worker:
             self._worker = None
         if worker in self._retired:
@@ -393,6 +393,9 @@ class WorkerLane:
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
+
+    def _kill(self, worker: _Worker) -> None:
+        self._forget(worker)
         if worker.proc.returncode is None:
             try:
                 worker.proc.kill()
@@ -410,11 +413,12 @@ class WorkerLane:
         async with self._lock:
             worker = await self._ready()
             request = _Request(next(self._ids), method, list(args), loop.create_future(), loop.time(), timeout)
+            line = request.line()  # before it counts as sent (arguments that are not JSON fail here)
             worker.busy = request
             try:
                 # write() hands the whole line to the pipe's transport at once, so a cancel in drain()
                 # below never leaves half a request in the pipe: the worker gets all of it, and answers it.
-                worker.proc.stdin.write(request.line())
+                worker.proc.stdin.write(line)
                 await worker.proc.stdin.drain()
                 reply = await asyncio.wait_for(asyncio.shield(request.future), max(request.deadline - loop.time(), 0))
             except asyncio.CancelledError:
@@ -471,10 +475,12 @@ class WorkerLane:
     async def _read(self, worker: _Worker) -> None:
         """Hand each answer of ``worker`` to the request it answers, matched by id."""
         problem = "exited; see the hub log"
+        exited = False  # it closed its stdout itself (it is exiting): no kill needed
         try:
             while True:
                 line = await worker.proc.stdout.readline()
                 if not line:
+                    exited = True
                     break
                 try:
                     reply = json.loads(line)
@@ -503,7 +509,10 @@ class WorkerLane:
             self.log.warning("HTCondor client %s: process %d %s; killed", self.name, worker.proc.pid, problem)
         finally:
             request, worker.busy = worker.busy, None
-            self._kill(worker)
+            if exited:
+                self._forget(worker)
+            else:
+                self._kill(worker)
             if request is not None:
                 if request.state == WAITING:
                     request.future.set_exception(
@@ -515,7 +524,9 @@ class WorkerLane:
                         self.name, request.id, request.method,
                     )
             try:
-                await worker.proc.wait()
+                await asyncio.wait_for(worker.proc.wait(), 10)
+            except asyncio.TimeoutError:  # it closed its stdout but lingers
+                self._kill(worker)
             except Exception:
                 pass
 
