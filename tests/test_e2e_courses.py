@@ -412,3 +412,18 @@ def test_a_stalled_publish_is_stopped_at_the_timeout_and_publishes_nothing(hub, 
     assert not process_exists(stopped["pid"])  # killed, not left stopped
     assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and writer_running(int(pid))]
     assert head_of(hub) == before
+
+
+def test_the_hub_does_not_start_without_the_course_service_account(slapd):
+    work = scratch_dir("condorhub-courses-noaccount-")
+    site = demo_site(slapd.uri, slapd.suffix, work / "state")
+    site["hub"]["courses_dir"] = str(work / "courses")
+    site["courses"] = COURSES
+    site["course_publishing"] = {"account": "condorhub-nosuch"}
+    try:
+        with pytest.raises(RuntimeError, match="hub exited") as err:
+            Hub(work, site).start(timeout=60)
+        assert "the course service account 'condorhub-nosuch' does not exist on the hub" in str(err.value)
+        assert "useradd --system" in str(err.value)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

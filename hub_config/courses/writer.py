@@ -129,13 +129,13 @@ def import_stream(repo: Path, branch: str, author: str, message: str, reader: st
 def remove_new_packs(repo: Path, before: set[str]) -> None:
     """Drop the packs a failed import left (fast-import keeps what it wrote when it stops early)."""
     pack_dir = repo / "objects" / "pack"
-    for name in set(os.listdir(pack_dir)) - before if pack_dir.is_dir() else ():
-        try:
+    try:
+        for name in set(os.listdir(pack_dir)) - before if pack_dir.is_dir() else ():
             os.unlink(pack_dir / name)
-        except OSError:
-            pass
-    for crash in repo.glob("fast_import_crash_*"):
-        crash.unlink(missing_ok=True)
+        for crash in repo.glob("fast_import_crash_*"):
+            crash.unlink(missing_ok=True)
+    except OSError:
+        pass  # the error that ended the publish is the one to report
 
 
 def main(argv: list[str]) -> int:
