@@ -137,6 +137,14 @@ def _last_json(stderr: bytes) -> dict:
     return {"error": stderr.decode(errors="replace").strip()[-300:] or "no answer"}
 
 
+async def _tail(stream: asyncio.StreamReader, keep: int = 65536) -> bytes:
+    """The last ``keep`` bytes a child writes: the reader is the instructor's, and could flood the hub."""
+    data = b""
+    while chunk := await stream.read(65536):
+        data = (data + chunk)[-keep:]
+    return data
+
+
 async def _run_pipeline(reader_args, reader_ids, writer_args, writer_ids, timeout: float):
     """Start reader | writer, wait for both; kill both (their whole process groups) after ``timeout``."""
     read_end, write_end = os.pipe()
@@ -158,10 +166,14 @@ async def _run_pipeline(reader_args, reader_ids, writer_args, writer_ids, timeou
         os.close(read_end)
         os.close(write_end)
     procs = (reader, writer)
+
+    async def finish():
+        outputs = await asyncio.gather(_tail(reader.stderr), _tail(writer.stdout), _tail(writer.stderr))
+        await asyncio.gather(reader.wait(), writer.wait())
+        return outputs
+
     try:
-        (_, reader_err), (writer_out, writer_err) = await asyncio.wait_for(
-            asyncio.gather(reader.communicate(), writer.communicate()), timeout
-        )
+        reader_err, writer_out, writer_err = await asyncio.wait_for(finish(), timeout)
     except BaseException:
         for proc in procs:
             try:
