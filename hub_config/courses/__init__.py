@@ -1,9 +1,18 @@
 """Course notebooks: instructors publish a folder or git repository for a course group; students get it.
 
-- :mod:`.model`    the site file's ``courses`` section
-- :mod:`.rbac`     JupyterHub roles: a course's instructors may open the servers of that course's students
-- :mod:`.publish`  the hub side of "publish this folder": a snapshot into the course's git repository
-- :mod:`.handlers` the hub API endpoint instructors call, and the home page's course list
-- :mod:`.sync`     the single-user side: at server start, pull each course into the student's home with
-                   nbgitpuller's merge rules (a student's edited file is never overwritten)
+Hub side (runs in the hub, as root, but never touches instructor content itself):
+
+- :mod:`.rbac`       JupyterHub roles: a course's instructors may open the servers of that course's students
+- :mod:`.publish`    "publish this folder": starts the reader and the writer below and waits for them
+- :mod:`.reader`     the reading side of a publish, running as the instructor: regular files only
+- :mod:`.writer`     the writing side, running as the course service account: a commit via git fast-import
+- :mod:`.stream`     the format between the two, and the rules the writer enforces on it
+- :mod:`.handlers`   the hub API endpoint instructors call, and the home page's course list
+
+Server side (a jupyter-server extension in every student's server):
+
+- :mod:`.sync`       the extension: confines course links, pulls courses once the server listens
+- :mod:`.background` the pulls (nbgitpuller's merge: a student's edited file is never overwritten) and
+                     their state endpoint
+- :mod:`.links`      nbgitpuller's ``/git-pull`` may only write into ``~/courses/``
 """
