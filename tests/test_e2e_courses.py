@@ -346,6 +346,8 @@ def test_git_metadata_inside_the_folder_is_not_published_and_never_runs(hub, car
         "sub/.git/hooks/pre-commit": hook,
         "sub/.GIT/config": "[core]\n\tfsmonitor = true\n",
         "sub/part.py": "x = 1\n",
+        ".gitmodules": '[submodule "sub2"]\n\tpath = sub2\n\turl = ext::sh -c id\n',
+        "sub2/.git": "gitdir: ../.git/modules/sub2\n",  # a submodule's pointer file
     })
     for f in folder.rglob("*"):
         if f.is_file() and "hooks" in f.parts:

@@ -21,7 +21,8 @@ from condorhub.courses import stream
 # Not course material: caches, and the instructor's own git metadata (never published: a course
 # repository's history is the hub's).
 EXCLUDED_DIRS = {".git", ".ipynb_checkpoints", "__pycache__"}
-EXCLUDED_FILES = {".DS_Store"}
+# Compared in lower case. A `.git` file is a submodule's or worktree's pointer to its repository.
+EXCLUDED_FILES = {".ds_store", ".git", ".gitmodules"}
 MAX_SKIPPED_LISTED = 20
 
 
@@ -49,7 +50,7 @@ def listing(top: str) -> tuple[list[tuple[str, int, bool]], list[str]]:
                 keep.append(name)
         dirnames[:] = keep
         for name in sorted(filenames):
-            if name in EXCLUDED_FILES:
+            if name.lower() in EXCLUDED_FILES:
                 continue
             st = os.lstat(os.path.join(dirpath, name))
             if stat.S_ISREG(st.st_mode):
