@@ -5,11 +5,13 @@ Real hub + proxy + OpenLDAP + login-node servers; the merge is nbgitpuller's, ru
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import shutil
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -429,3 +431,37 @@ def test_the_hub_does_not_start_without_the_course_service_account(slapd):
         assert "useradd --system" in str(err.value)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_crafted_course_link_cannot_plant_kernel_startup_code(hub, ldap_home_base, carol_client):
+    """The link of issue 10 item 5, clicked by alice on her real server behind the hub: refused, nothing
+    lands in ~/.ipython; the home page's own link for her course still pulls."""
+    carol_folder(ldap_home_base, "teaching/startup", {"00-planted.py": "open('/var/tmp/x', 'w')\n"})
+    assert publish(carol_client, "dl-intro", "teaching/startup").status_code == 200
+    alice = hub.client()
+    alice.login("alice", "alice-pw")
+    alice.wait_for_server("alice")
+    source = str(hub.courses_dir / "dl-intro.git")
+    crafted = alice.http.get(
+        f"{hub.url}/user/alice/git-pull",
+        params={"repo": source, "branch": "main", "targetpath": ".ipython/profile_default/startup"}, timeout=30,
+    )
+    assert crafted.status_code == 403
+    assert "Course links may only pull into your ~/courses/ folder" in html.unescape(crafted.text)
+    api = alice.http.get(
+        f"{hub.url}/user/alice/git-pull/api",
+        params={"repo": source, "branch": "main", "targetpath": ".ipython/profile_default/startup"}, timeout=30,
+    )
+    assert api.status_code == 403
+    assert not (ldap_home_base / "alice" / ".ipython" / "profile_default" / "startup").exists()
+
+    home = alice.http.get(f"{hub.url}/hub/home", timeout=15).text
+    link = html.unescape(re.search(r'href="([^"]*git-pull\?repo=[^"]*dl-intro[^"]*)"', home).group(1))
+    page = alice.http.get(f"{hub.url}{link}" if link.startswith("/") else link, timeout=30)
+    assert page.status_code == 200 and "/user/alice/git-pull" in page.url, page.url
+    # What the page's script then calls: the pull itself, into ~/courses/dl-intro.
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(page.url).query))
+    assert query["targetpath"] == "courses/dl-intro"
+    pulled = alice.http.get(f"{hub.url}/user/alice/git-pull/api", params=query, timeout=60)
+    assert pulled.status_code == 200 and '"phase": "finished"' in pulled.text, pulled.text[-500:]
+    assert (ldap_home_base / "alice" / "courses" / "dl-intro" / "00-planted.py").exists()
