@@ -165,6 +165,10 @@ def test_first_apply_renders_every_service(deployment):
     assert f"https://127.0.0.1:{deployment['ports']['public']}" in site
     assert "token_file: /etc/condorhub/hub.token" in site
     # Secrets: the hub's token is root's alone, the LDAP bind password readable by nslcd only.
+    assert oct((root / "etc/condorhub/hub.token").stat().st_mode & 0o777) == "0o600"
+    assert oct((root / "etc/nslcd.conf").stat().st_mode & 0o777) == "0o640"
+
+
 def test_the_hubs_log_is_not_readable_by_other_users(deployment):
     import grp
     import subprocess
@@ -182,10 +186,6 @@ def test_the_hubs_log_is_not_readable_by_other_users(deployment):
     assert subprocess.run(["runuser", "-u", "nobody", "--", "ls", str(log.parent)], capture_output=True).returncode == 0
     read = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(log)], capture_output=True, text=True)
     assert read.returncode != 0 and "Permission denied" in read.stderr, read.stdout[:200]
-
-
-    assert oct((root / "etc/condorhub/hub.token").stat().st_mode & 0o777) == "0o600"
-    assert oct((root / "etc/nslcd.conf").stat().st_mode & 0o777) == "0o640"
 
 
 def test_ldap_users_are_unix_users(deployment):
