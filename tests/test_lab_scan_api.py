@@ -276,8 +276,21 @@ def test_frame_files_are_served_framable_by_the_lab_only_and_sandboxed(api, scan
     assert html.code == 200 and "<h1>report</h1>" in html.text
     # Framed only by the Lab's own pages, and the HTML's scripts do not run.
     assert html.raw.headers["Content-Security-Policy"] == "frame-ancestors 'self'; sandbox"
-    # PDFs need the browser's viewer, which a sandbox would block.
-    assert api("GET", "condorhub/scan/file/scan/paper.pdf").raw.headers["Content-Security-Policy"] == "frame-ancestors 'self'"
+    # PDFs too (a PDF may carry JavaScript): Chromium's viewer renders under this header (the browser test).
+    pdf = api("GET", "condorhub/scan/file/scan/paper.pdf")
+    assert pdf.code == 200 and pdf.raw.headers["Content-Security-Policy"] == "frame-ancestors 'self'; sandbox"
+
+
+def test_frame_files_need_no_xsrf_token_in_the_url_but_refuse_other_sites(browser_session, scan_dir):
+    """The Lab's frames carry no _xsrf in their URL; the browser's own word (Sec-Fetch-Site) or the Referer
+    says the Lab's page asked. Another site including the file is refused."""
+    (scan_dir / "page.html").write_text("<h1>report</h1>")
+    path = "condorhub/scan/file/scan/page.html"
+    same = browser_session("GET", path, xsrf=False, headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"})
+    assert same.code == 200 and "<h1>report</h1>" in same.text, same
+    cross = browser_session("GET", path, xsrf=False, headers={"Sec-Fetch-Site": "cross-site", "Referer": "http://evil.example/"})
+    assert cross.code == 403 and "report" not in cross.text, cross
+    assert browser_session("GET", path, xsrf=False).code == 403  # no token, no origin at all
 
 
 def test_frame_files_refuse_escapes_hidden_files_and_strangers(api, scan_dir, tmp_path):

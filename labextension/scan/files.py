@@ -3,8 +3,12 @@
 jupyter-server's /files/ would do for images, but not in frames: behind JupyterHub every page of the
 user's server says ``frame-ancestors 'none'``, so a PDF or HTML result in an <iframe> is blocked. This is
 the same authenticated file handler with a policy for exactly this use: framed only by the Lab's own
-pages, and (except PDFs, which need the browser's viewer) as a sandbox without scripts, since a result's
-HTML is not trusted. Paths are confined like the API's: no symlink out of the root.
+pages, and as a sandbox without scripts, since a result (HTML, or a PDF with JavaScript, or a "PDF" that
+is something else) is not trusted: whatever it runs gets an opaque origin, never the Lab's, so it can
+neither read the Lab's pages nor call the server as the user. The sandbox is this response header, not
+the frame's ``sandbox`` attribute, because Chromium's PDF viewer refuses to load in a frame with that
+attribute but does render under the header (measured with Debian's Chromium 156). Paths are confined like
+the API's: no symlink out of the root.
 """
 
 from __future__ import annotations
@@ -20,9 +24,16 @@ from ..paths import PathRefused, resolve_inside
 class ScanFileHandler(AuthenticatedFileHandler):
     @property
     def content_security_policy(self) -> str:
-        if self.request.path.lower().endswith(".pdf"):
-            return "frame-ancestors 'self'"
         return "frame-ancestors 'self'; sandbox"
+
+    def check_xsrf_cookie(self):
+        """No XSRF token in frame URLs (it would sit in the frame's address, where the framed document
+        can read it, and in logs). A GET is a read; what the token guards against for reads is another
+        site including the file, and the browser says whether a request comes from this origin
+        (Sec-Fetch-Site); without that header jupyter-server checks the Referer, as for /files/."""
+        if self.request.method in ("GET", "HEAD") and self.request.headers.get("Sec-Fetch-Site") == "same-origin":
+            return
+        super().check_xsrf_cookie()
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
         # tornado checks the lexical path only; a symlink out of the root must not be served either.

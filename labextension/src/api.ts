@@ -47,21 +47,15 @@ export function postJSON<T>(path: string, body: unknown): Promise<T> {
   return requestAPI<T>(path, { method: 'POST', body: JSON.stringify(body) });
 }
 
-function xsrfToken(): string {
-  const match = document.cookie.match('\\b_xsrf=([^;]*)\\b');
-  return match ? decodeURIComponent(match[1]) : '';
-}
-
 /**
- * URL of a file under the server root for <img>/<iframe>. jupyter-server refuses a /files/ GET that has
- * neither the XSRF token nor a same-origin referrer (a sandboxed frame may send none), so the token goes
- * in the query, where jupyter-server and JupyterHub both look for it. Frames use condorhub's own route
- * (condorhub/scan/file), whose policy allows framing by the Lab; /files/ forbids it behind the hub.
+ * URL of a file under the server root for <img>/<iframe>. No XSRF token in it: a URL is readable by the
+ * document it loads (a frame's location) and lands in logs. The server does not need one for these GETs:
+ * JupyterHub accepts the cookie for navigations and same-origin no-cors loads, and jupyter-server checks
+ * that the Referer (condorhub's frame route also: Sec-Fetch-Site) is this origin. Frames use condorhub's
+ * own route (condorhub/scan/file), whose policy allows framing by the Lab; /files/ forbids it behind the hub.
  */
 export function fileURL(path: string, route = 'files'): string {
-  const url = URLExt.join(settings.baseUrl, route, URLExt.encodeParts(path));
-  const token = xsrfToken();
-  return token ? `${url}?_xsrf=${encodeURIComponent(token)}` : url;
+  return URLExt.join(settings.baseUrl, route, URLExt.encodeParts(path));
 }
 
 /** An absolute URL for a path relative to the server's base URL. */

@@ -75,13 +75,16 @@ export function renderFile(file: IScanFile, open: (path: string) => void): HTMLE
       break;
     }
     case 'pdf': {
+      // Sandboxed too, by the server's `Content-Security-Policy: sandbox` (a PDF may carry JavaScript):
+      // Chromium's PDF viewer will not load in a frame with the sandbox attribute, but does under the header.
       const frame = el('iframe');
       frame.src = fileURL(file.path, FRAME_ROUTE);
       body.appendChild(frame);
       break;
     }
     case 'html': {
-      // A result's HTML is not trusted: no scripts, no access to the Lab (sandbox without exceptions).
+      // A result's HTML is not trusted: no scripts, no access to the Lab (sandbox without exceptions; the
+      // server's response says the same).
       const frame = el('iframe');
       frame.setAttribute('sandbox', '');
       frame.src = fileURL(file.path, FRAME_ROUTE);
