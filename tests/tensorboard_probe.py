@@ -2,6 +2,7 @@
 user can read) and plain HTTP over TCP or a Unix socket. Also run as a script by another Unix user:
 
     python tensorboard_probe.py tcp-of-uid UID PATH      GET PATH on every TCP port UID listens on
+    python tensorboard_probe.py tcp PORT PATH            GET PATH on 127.0.0.1:PORT
     python tensorboard_probe.py unix SOCKET PATH         GET PATH over the Unix socket
 
 printing one JSON line: what answered, what refused and why.
@@ -19,9 +20,10 @@ from pathlib import Path
 _LISTEN = "0A"
 
 
-def _tcp_table():
-    """(port, uid, inode) of every listening TCP socket of the host's network namespace."""
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+def _tcp_table(netns_of: int | str = "self"):
+    """(port, uid, inode) of every listening TCP socket in the network namespace of the process
+    ``netns_of`` (default: this one's, i.e. what this process can connect to)."""
+    for name in (f"/proc/{netns_of}/net/tcp", f"/proc/{netns_of}/net/tcp6"):
         try:
             lines = Path(name).read_text().splitlines()[1:]
         except OSError:
@@ -32,8 +34,9 @@ def _tcp_table():
                 yield int(f[1].rsplit(":", 1)[1], 16), int(f[7]), int(f[9])
 
 
-def tcp_listen_ports(pid: int) -> set[int]:
-    """TCP ports the process ``pid`` (or a child of it) listens on."""
+def tcp_listen_ports(pid: int, netns_of: int | str = "self") -> set[int]:
+    """TCP ports the process ``pid`` (or a child of it) listens on in the network namespace of the process
+    ``netns_of`` (default: this one's: ports this process could connect to)."""
     inodes = set()
     for p in [pid, *_descendants(pid)]:
         try:
@@ -46,7 +49,7 @@ def tcp_listen_ports(pid: int) -> set[int]:
                     inodes.add(int(target[8:-1]))
         except OSError:
             continue
-    return {port for port, _, inode in _tcp_table() if inode in inodes}
+    return {port for port, _, inode in _tcp_table(netns_of) if inode in inodes}
 
 
 def _descendants(pid: int) -> list[int]:
@@ -101,8 +104,8 @@ def tcp_get(port: int, path: str, timeout: float = 5) -> tuple[int, str]:
 def main(argv: list[str]) -> None:
     what, target, path = argv
     results = {}
-    if what == "tcp-of-uid":
-        for port in sorted(tcp_ports_of_uid(int(target))):
+    if what in ("tcp-of-uid", "tcp"):
+        for port in sorted(tcp_ports_of_uid(int(target))) if what == "tcp-of-uid" else [int(target)]:
             try:
                 results[str(port)] = list(tcp_get(port, path))
             except OSError as err:

@@ -253,7 +253,8 @@ def test_notebook_tensorboard_magic_is_proxied_behind_the_server(api, logdir, jp
     assert isinstance(result, tb_manager.StartLaunched), result
     info = result.info
     try:
-        assert tcp_listen_ports(info.pid) == set(), "the %tensorboard TensorBoard listens on TCP"
+        assert tcp_listen_ports(info.pid) == set(), "the %tensorboard TensorBoard listens on the machine's TCP"
+        assert os.readlink(f"/proc/{info.pid}/ns/net") != os.readlink("/proc/self/ns/net")
         url = os.environ["TENSORBOARD_PROXY_URL"].replace("%PORT%", str(info.port))
         assert url.startswith(jp_base_url)
         r = api("GET", url[len(jp_base_url):])
@@ -286,20 +287,33 @@ def test_tensorboard_does_not_load_tensorflow(api, started):
 
 
 def test_tensorboard_listens_on_a_private_socket_not_on_tcp(api, started, tb_app):
-    """Any TCP port (TensorBoard's or its data server's) would be readable by every user of the machine."""
+    """Any TCP port on the machine's loopback (TensorBoard's or its data server's) would be readable by
+    every user. TensorBoard answers on a Unix socket in a 0700 folder; its fast data server (rustboard)
+    listens on TCP only inside the process's own network namespace."""
     import stat
 
     inst = started().json
     assert api("GET", inst["url"], timeout=130).code == 200
     pid = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json["pid"]
-    assert tcp_listen_ports(pid) == set()
     sock = tb_app.tensorboards.instances[inst["id"]].socket
     assert stat.S_ISSOCK(sock.lstat().st_mode) and stat.S_IMODE(sock.parent.lstat().st_mode) == 0o700
     assert unix_get(sock, "/data/runs")[0] == 200
-    # The data server (rustboard) is off: it would listen on a loopback TCP port without authentication.
-    assert "rustboard" not in Path(f"/proc/{pid}/cmdline").read_text() and not any(
-        "server" in Path(f"/proc/{c}/comm").read_text() for c in children_of(pid)
-    )
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net"), "not in a network of its own"
+    rustboard = [c for c in children_of(pid) if Path(f"/proc/{c}/comm").read_text().strip() == "server"]
+    assert len(rustboard) == 1, "the fast data server is not running"
+    assert tcp_listen_ports(pid, netns_of=pid), "rustboard listens inside the private network"
+    assert tcp_listen_ports(pid) == set(), "a port of this TensorBoard is reachable from the machine's network"
+
+
+def test_without_a_private_network_the_fast_data_server_is_off(api, started, tb_app):
+    """TensorFlow (remote log folders) needs the real network: then rustboard must not run at all."""
+    tb_app.tensorboards.use_tensorflow = True
+    inst = started().json
+    assert api("GET", inst["url"] + "data/runs", timeout=130).code == 200
+    pid = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json["pid"]
+    assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
+    assert not [c for c in children_of(pid) if Path(f"/proc/{c}/comm").read_text().strip() == "server"]
+    assert tcp_listen_ports(pid) == set()
 
 
 def children_of(pid: int) -> list[int]:

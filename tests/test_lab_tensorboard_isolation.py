@@ -195,7 +195,10 @@ def test_another_user_cannot_read_the_victims_tensorboard(users, lab):
     runs = wait_ok(lambda: lab.get(inst["url"] + "data/runs", timeout=130))
     assert runs.status_code == 200 and sorted(runs.json()) == ["lr_0.01", "lr_0.1"], runs.text
     pid = lab.get(f"condorhub/api/tensorboard/{inst['id']}").json()["pid"]
-    assert tcp_listen_ports(pid) == set(), "the victim's TensorBoard (or its data server) listens on TCP"
+    assert tcp_listen_ports(pid) == set(), "the victim's TensorBoard (or its data server) listens on the machine's TCP"
+    # Its fast data server listens on TCP inside the TensorBoard's own network only.
+    inside = tcp_listen_ports(pid, netns_of=pid)
+    assert len(inside) == 1, inside
 
     # Control: a TensorBoard on a loopback TCP port, the way every TensorBoard ran before (and the way
     # `tensorboard` typed in a terminal still does), is readable by the attacker: the probe works.
@@ -211,6 +214,11 @@ def test_another_user_cannot_read_the_victims_tensorboard(users, lab):
     finally:
         control.kill()
         control.wait()
+
+    # That port number on the machine's loopback is nothing of the victim's.
+    (rustboard_port,) = inside
+    answer = probe_as(attacker, "tcp", str(rustboard_port), "/")[str(rustboard_port)]
+    assert answer[0] == "error" and "ConnectionRefused" in answer[1], answer
 
     # The socket itself: in the victim's 0700 private folder, so the attacker cannot even reach it.
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

@@ -1,12 +1,14 @@
 """Runs TensorBoard as a child that dies with its Jupyter server.
 
-    python -m condorhub.lab.tensorboard.child --parent PID --socket PATH [--without-tensorflow] -- <tensorboard arguments>
+    python -m condorhub.lab.tensorboard.child --parent PID --socket PATH [--without-tensorflow] [--private-network]
+        -- <tensorboard arguments>
 
 A graceful server stop terminates its TensorBoards (CondorhubLab.stop_extension), but a killed server
 (OOM killer, SIGKILL from the hub, an HTCondor job evicted) runs no Python at all. PR_SET_PDEATHSIG asks
 the kernel to send us SIGTERM when the process that started us dies, so no TensorBoard is left behind
 holding a socket and memory. TensorBoard runs in this process (not exec'd) so the setting stays in force,
-and so that it can serve on the Unix socket PATH instead of a TCP port (serve.py).
+and so that it can serve on the Unix socket PATH instead of a TCP port (serve.py). --private-network: first
+move into a network of its own (netns.py), where TensorBoard's fast data server may listen on loopback.
 """
 
 from __future__ import annotations
@@ -44,15 +46,25 @@ def without_tensorflow() -> None:
 def main(argv: list[str]) -> None:
     usage = (
         "usage: python -m condorhub.lab.tensorboard.child --parent PID --socket PATH [--without-tensorflow]"
-        " -- <tensorboard arguments>"
+        " [--private-network] -- <tensorboard arguments>"
     )
     if len(argv) < 5 or argv[0] != "--parent" or argv[2] != "--socket" or "--" not in argv:
         sys.exit(usage)
     split = argv.index("--")
     options, tensorboard_args = argv[4:split], argv[split + 1 :]
-    if set(options) - {"--without-tensorflow"}:
+    if set(options) - {"--without-tensorflow", "--private-network"}:
         sys.exit(usage)
     die_with_parent(int(argv[1]))
+    private_network = False
+    if "--private-network" in options:
+        from .netns import enter
+
+        # Now, while this process has one thread (unshare refuses more); TensorBoard's imports start some.
+        why_not = enter()
+        private_network = why_not is None
+        if why_not:
+            print(f"condorhub: no private network ({why_not}); TensorBoard reads the logs without its fast data server",
+                  file=sys.stderr, flush=True)  # fmt: skip
     from .private import check_private_dir
     from .serve import bind_unix, serve
 
@@ -64,7 +76,7 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if "--without-tensorflow" in options:
         without_tensorflow()
-    serve(sock, tensorboard_args)
+    serve(sock, tensorboard_args, private_network=private_network)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from .netns import enter
 from .private import ENV_DIR, NotPrivate, check_private_dir
 from .serve import bind_unix, serve
 
@@ -48,12 +49,18 @@ def main(argv: list[str]) -> None:
         check_private_dir(sockets)
     except NotPrivate as err:
         sys.exit(f"refusing to start TensorBoard: {err}")
+    # A network of its own for TensorBoard's fast data server (netns.py), unless a log folder is remote
+    # (gs://, s3://: that needs the real network).
+    why_not = "a remote log folder" if any("://" in arg for arg in argv) else enter()
+    if why_not:
+        print(f"condorhub: no private network ({why_not}); TensorBoard reads the logs without its fast data server",
+              file=sys.stderr, flush=True)  # fmt: skip
     sock, n = bind_numbered(sockets)
     path = sock.getsockname()
     # TensorBoard stopped by SIGTERM or at its end runs atexit; the Jupyter server's proxy answers 502 for
     # a socket left behind by a killed one.
     atexit.register(_unlink, path)
-    serve(sock, argv, display_port=n)
+    serve(sock, argv, display_port=n, private_network=why_not is None)
 
 
 if __name__ == "__main__":

@@ -157,7 +157,8 @@ class TensorBoardManager:
         command = [
             sys.executable, "-m", "condorhub.lab.tensorboard.child", "--parent", str(os.getpid()),
             "--socket", str(inst.socket),
-            *([] if self.use_tensorflow else ["--without-tensorflow"]), "--",
+            # TensorFlow is there for remote log folders (gs://, s3://), which need the real network.
+            *([] if self.use_tensorflow else ["--without-tensorflow", "--private-network"]), "--",
             "--logdir", str(inst.real_logdir),
             # The proxy strips its own prefix, and TensorBoard's pages use relative URLs, so no
             # --path_prefix: the same TensorBoard works under any JupyterHub user prefix.

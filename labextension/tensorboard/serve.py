@@ -8,8 +8,9 @@ one way in, behind the user's login.
 TensorBoard cannot listen on a Unix socket by itself, but ``tensorboard.program.TensorBoard`` takes a
 ``server_class``; werkzeug's WSGI server (the one TensorBoard uses) serves an already bound AF_UNIX
 socket. Its fast data server (rustboard, ``--load_fast``) listens on a loopback TCP port of its own
-without any authentication, with no option for a Unix socket, so it is switched off: TensorBoard reads the
-event files itself (slower on very large log folders, the same data).
+without any authentication, with no option for a Unix socket: it runs only where the process has a
+private network (netns.py); elsewhere it is switched off and TensorBoard reads the event files itself
+(slower on large log folders, the same data).
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ def strip_network_flags(args: list[str]) -> tuple[list[str], list[str]]:
     return kept, dropped
 
 
-def serve(sock: socket.socket, args: list[str], *, display_port: int | None = None) -> None:
+def serve(sock: socket.socket, args: list[str], *, display_port: int | None = None, private_network: bool = False) -> None:
     """Run TensorBoard with ``args`` on ``sock`` until it is stopped. With ``display_port`` it writes its
     info file (for %tensorboard: tensorboard.manager finds the instance by it) naming that number as its
-    port; without, it writes none (the Lab's manager tracks its own instances)."""
+    port; without, it writes none (the Lab's manager tracks its own instances). ``private_network``: the
+    process is in a network of its own (netns.enter), where rustboard's loopback port is unreachable."""
     from absl import app
     from tensorboard import default, main_lib, manager, program
     from tensorboard.plugins import base_plugin
@@ -106,7 +108,7 @@ def serve(sock: socket.socket, args: list[str], *, display_port: int | None = No
 
     main_lib.global_init()
     tensorboard = SocketTensorBoard(plugins=default.get_plugins(), server_class=UnixSocketServer)
-    sys.argv = ["tensorboard", *kept, "--load_fast=false"]
+    sys.argv = ["tensorboard", *kept, *([] if private_network else ["--load_fast=false"])]
     try:
         app.run(tensorboard.main, flags_parser=tensorboard.configure)
     except base_plugin.FlagsError as e:
