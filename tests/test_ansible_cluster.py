@@ -185,19 +185,29 @@ def _claims(token_file: Path) -> dict:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
+#: The GPU worker's token: its own identity, in the execute nodes' domain (htcondor role, vars/main.yml).
+WORKER_IDENTITY = f"gpu01@execute.{HOSTS['cm'][0]}"
+
+
 def test_the_signing_key_stays_off_the_execute_nodes(cluster):
     """idtokens: the pool signing key is on the central manager and the submit host (the hub: its schedd
-    checks the hub's and the negotiator's tokens); the GPU worker, where users' code runs, holds only a daemon
-    token minted on the central manager. The hub's own token grants READ and WRITE only."""
+    checks the hub's and the negotiator's tokens); the GPU worker, where users' code runs, holds only a token
+    minted on the central manager for its own identity that may advertise its startd and master and read, nothing
+    more (no condor@<central manager>, no DAEMON, WRITE or ADMINISTRATOR). The hub's own token grants READ and
+    WRITE only."""
     roots = cluster["roots"]
     for host in ("cm", "hub"):
         assert (roots[host] / "etc/condor/passwords.d/POOL").exists(), f"{host} has no signing key"
-        assert not (roots[host] / "etc/condor/tokens.d/condorhub-daemon.token").exists()
+        assert not list((roots[host] / "etc/condor/tokens.d").iterdir()), f"{host} holds a token it does not need"
     assert not list((roots["gpu01"] / "etc/condor/passwords.d").iterdir()), "the GPU worker holds a signing key"
-    token = roots["gpu01"] / "etc/condor/tokens.d/condorhub-daemon.token"
+    tokens = sorted(p.name for p in (roots["gpu01"] / "etc/condor/tokens.d").iterdir())
+    assert tokens == ["condorhub-execute.token"], tokens
+    token = roots["gpu01"] / "etc/condor/tokens.d/condorhub-execute.token"
     assert oct(token.stat().st_mode & 0o777) == "0o600"
     claims = _claims(token)
-    assert claims["sub"] == f"condor@{HOSTS['cm'][0]}" and claims["iss"] == HOSTS["cm"][0], claims
+    assert claims["sub"] == WORKER_IDENTITY and claims["iss"] == HOSTS["cm"][0], claims
+    assert sorted(claims["scope"].split()) == ["condor:/ADVERTISE_MASTER", "condor:/ADVERTISE_STARTD",
+                                               "condor:/READ"], claims
     hub_token = roots["hub"] / "etc/condorhub/hub.token"
     assert oct(hub_token.stat().st_mode & 0o777) == "0o600"
     claims = _claims(hub_token)
@@ -223,6 +233,153 @@ def test_alice_gets_a_gpu_server_on_the_worker(cluster):
     assert api.status_code == 200, api.text[:300]
     stop = client.api("DELETE", "/users/alice/server")
     assert stop.status_code in (202, 204), stop.text
+
+
+def _write(root: Path, name: str, text: str, mode: int = 0o644) -> str:
+    path = root / "tmp" / name
+    path.write_text(text)
+    path.chmod(mode)
+    return f"/tmp/{name}"
+
+
+def _attempt(root: Path, *cmd: str) -> tuple[int, str]:
+    proc = in_root(root, *cmd, check=False, timeout=60)
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+class _Log:
+    """What a daemon's log gains from now on (HTCondor logs every refused command with its name)."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, path.stat().st_size
+
+    def wait_for(self, pattern: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.path.open(errors="replace") as fh:
+                fh.seek(self.offset)
+                text = fh.read()
+            found = re.search(pattern, text)
+            if found:
+                self.offset += len(text.encode())  # each refusal is looked for once
+                return found.group(0)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.path.name} did not log {pattern!r}; it logged:\n{text[-2000:]}")
+            time.sleep(0.3)
+
+
+def _as_hub(*cmd: str) -> list[str]:
+    """``cmd`` with the hub's own client configuration and token (as the hub's htcondor2 calls run)."""
+    return ["env", "CONDOR_CONFIG=/etc/condorhub/condor_config", "_CONDOR_SEC_TOKEN_DIRECTORY=/tmp/hub-tokens", *cmd]
+
+
+def worker_root_attacks(roots: dict[str, Path]) -> dict[str, str]:
+    """Root on the GPU worker, with the token the htcondor role gave it, against the pool. Returns what each
+    attempt printed; raises if one was not refused for want of authorization."""
+    hub, worker, cm = roots["hub"], roots["gpu01"], roots["cm"]
+    pool = f"{HOSTS['cm'][0]}:9618"
+    collector = f"<{pool}>"  # the central manager's collector: the shared port's default daemon
+    schedd = in_root(cm, "condor_status", "-schedd", "-af", "MyAddress").stdout.strip()
+    collector_log = _Log(cm / "var/log/condor/CollectorLog")
+    schedd_log = _Log(hub / "var/log/condor/SchedLog")
+    # the victim: a held job of alice's, submitted as the hub submits (its token: a queue super user, Owner = alice)
+    (hub / "tmp/hub-tokens").mkdir(mode=0o700, exist_ok=True)
+    shutil.copy(hub / "etc/condorhub/hub.token", hub / "tmp/hub-tokens/hub")
+    target = _write(hub, "target.sub", 'executable = /bin/sleep\narguments = 600\ninitialdir = /tmp\n'
+                                       'should_transfer_files = NO\ntransfer_executable = false\nrequest_cpus = 1\n'
+                                       'request_memory = 64MB\nhold = true\n+Owner = "alice"\nqueue\n')
+    job = re.search(r"cluster (\d+)", in_root(hub, *_as_hub("condor_submit", target)).stdout).group(1)
+
+    def alice_job() -> list[str]:
+        return in_root(hub, "condor_q", job, "-af", "Owner", "JobStatus", "CondorhubAttack").stdout.split()
+
+    assert alice_job() == ["alice", "5", "undefined"], alice_job()
+    # the same edit as the hub works: the command is right, only who sends it differs
+    in_root(hub, *_as_hub("condor_qedit", job, "CondorhubProbe", "1"))
+    out: dict[str, str] = {}
+    # what the token is for: reading (here the hub's queue, found through the collector)
+    rc, out["read the queue"] = _attempt(worker, "condor_q", "-pool", pool, "-allusers", "-af", "ClusterId", "Owner")
+    assert rc == 0 and f"{job} alice" in out["read the queue"], out
+
+    ad = 'MyType = "{}"\nName = "fake"\nMachine = "gpu01"\nMyAddress = "<' + HOSTS["gpu01"][0] + ':9618>"\n'
+    evil = _write(worker, "evil.sub", 'executable = /usr/bin/id\nshould_transfer_files = NO\n'
+                                      'transfer_executable = false\n+Owner = "alice"\nqueue\n')
+    # (no -name: the three machines share this host's name, under which the worker's tools find the hub's schedd)
+    attacks = {
+        "edit alice's job": (["condor_qedit", "-pool", pool, job, "CondorhubAttack", "1"], schedd_log, "QMGMT_WRITE_CMD"),
+        "remove alice's job": (["condor_rm", "-pool", pool, job], schedd_log, "ACT_ON_JOBS"),
+        "submit as alice": (["condor_submit", "-pool", pool, "-addr", schedd, evil], schedd_log, "QMGMT_WRITE_CMD"),
+        "advertise a schedd": (["condor_advertise", "-tcp", "-pool", pool, "UPDATE_SCHEDD_AD",
+                                _write(worker, "schedd.ad", ad.format("Scheduler"))], collector_log, "UPDATE_SCHEDD_AD"),
+        "advertise a negotiator": (["condor_advertise", "-tcp", "-pool", pool, "UPDATE_NEGOTIATOR_AD",
+                                    _write(worker, "negotiator.ad", ad.format("Negotiator"))], collector_log,
+                                   "UPDATE_NEGOTIATOR_AD"),
+        "reconfigure the central manager": (["condor_reconfig", "-addr", collector], collector_log, "DC_RECONFIG_FULL"),
+    }
+    for name, (cmd, log, command) in attacks.items():
+        rc, out[name] = _attempt(worker, *cmd)
+        assert rc != 0, f"root on the GPU worker could {name}: {out[name]}"
+        # refused for the token's authorizations, not for a typo or a connection failure
+        out[name] += "\n  daemon: " + log.wait_for(
+            rf"authentication of <{re.escape(HOSTS['gpu01'][0])}:\d+> was successful but resulted in a limited "
+            rf"authorization which did not include this command \(\d+ {command}\)")
+    # runtime configuration is off in the pool (HTCondor's default), whoever asks
+    rc, out["set the central manager's configuration"] = _attempt(
+        worker, "condor_config_val", "-address", collector, "-set", "CONDORHUB_ATTACK = 1")
+    assert rc != 0
+    collector_log.wait_for(r'trying to modify "CONDORHUB_ATTACK"')
+    # no key on the worker to mint one; a fetched token is the node's own, with the same few authorizations
+    rc, out["mint a token"] = _attempt(worker, "condor_token_create", "-identity", f"condor@{HOSTS['cm'][0]}",
+                                       "-key", "POOL")
+    assert rc != 0 and "passwords.d/POOL" in out["mint a token"], out["mint a token"]
+    rc, out["fetch a stronger token"] = _attempt(worker, "condor_token_fetch", "-pool", pool, "-type", "collector",
+                                                 "-authz", "ADMINISTRATOR", "-authz", "WRITE")
+    assert rc != 0 and "doesn't allow requested authorization" in out["fetch a stronger token"], out
+    rc, fetched = _attempt(worker, "condor_token_fetch", "-pool", pool, "-type", "collector")
+    assert rc == 0, fetched
+    _write(worker, "fetched.token", fetched.splitlines()[-1] + "\n", 0o600)
+    claims = _claims(worker / "tmp/fetched.token")
+    assert claims["sub"] == WORKER_IDENTITY and "ADMINISTRATOR" not in claims["scope"], claims
+    out["fetch a token"] = f"{claims['sub']}: {claims['scope']}"
+    assert alice_job() == ["alice", "5", "undefined"], f"alice's job changed: {alice_job()}"
+    assert "fake" not in in_root(cm, "condor_status", "-schedd", "-af", "Name").stdout
+    assert "fake" not in in_root(cm, "condor_status", "-negotiator", "-af", "Name").stdout
+
+    # The control: with the token earlier versions of the role put on execute nodes (condor@<central manager>,
+    # unrestricted), the same root reconfigures the central manager and advertises a negotiator.
+    old = in_root(cm, "condor_token_create", "-identity", f"condor@{HOSTS['cm'][0]}", "-key", "POOL").stdout.strip()
+    (worker / "tmp/old-tokens").mkdir(mode=0o700, exist_ok=True)
+    _write(worker, "old-tokens/daemon", old + "\n", 0o600)
+    with_old = ["env", "_CONDOR_SEC_TOKEN_SYSTEM_DIRECTORY=/tmp/old-tokens"]
+    try:
+        for name in ("reconfigure the central manager", "advertise a negotiator"):
+            rc, text = _attempt(worker, *with_old, *attacks[name][0])
+            assert rc == 0, f"the control failed: with an unrestricted token, {name}: {text}"
+            out[f"{name}, with the old token"] = text
+        assert "fake" in in_root(cm, "condor_status", "-negotiator", "-af", "Name").stdout
+        invalidate = _write(worker, "invalidate.ad", 'MyType = "Query"\nTargetType = "Negotiator"\n'
+                                                     'Requirements = Name == "fake"\n')
+        in_root(worker, *with_old, "condor_advertise", "-tcp", "-pool", pool, "INVALIDATE_NEGOTIATOR_ADS", invalidate)
+    finally:
+        shutil.rmtree(worker / "tmp/old-tokens")
+    in_root(hub, *_as_hub("condor_rm", job))
+    return out
+
+
+def test_root_on_the_gpu_worker_cannot_take_over_the_pool(cluster):
+    """Root on a GPU node (where students run their code: one local exploit away) holds that node's token. With
+    it, each of these is refused by the daemon for the token's authorizations: editing, removing or submitting
+    alice's jobs at the hub's schedd, advertising a schedd or a negotiator, reconfiguring the central manager;
+    minting a token fails for want of the key, and a fetched token is the node's own with the same few rights.
+    What the token is for works: it reads the pool, and the worker ran alice's server (the test above). The
+    control: with the unrestricted condor@<central manager> token that earlier versions of the role put on
+    execute nodes, the same reconfiguration and the fake negotiator succeed."""
+    out = worker_root_attacks(cluster["roots"])
+    for name, text in out.items():
+        print(f"\n[{name}] {text[-300:]}")
+    # the worker is still in the pool, its GPUs on offer
+    startds = in_root(cluster["roots"]["cm"], "condor_status", "-af", "Machine", "TotalSlotGPUs").stdout
+    assert re.search(r"^\S+ 2$", startds, re.M), startds
 
 
 def test_second_run_changes_nothing(cluster):
