@@ -11,7 +11,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from jupyter_core.paths import jupyter_data_dir
+from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from jupyter_server.utils import url_path_join
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
@@ -88,12 +88,14 @@ class CondorhubLab(ExtensionApp):
         os.environ.setdefault("TENSORBOARD_PROXY_URL", url_path_join(base_url, "condorhub/tensorboard-port/%PORT%/"))
         # %tensorboard runs TENSORBOARD_BINARY (else `tensorboard` from PATH): ours serves on a private
         # socket that TENSORBOARD_PROXY_URL reaches (magic.py), not on a TCP port open to every user.
-        if self.private.launcher_runs():
-            os.environ["TENSORBOARD_BINARY"] = str(self.private.launcher)
+        launcher = self.private.write_launcher(Path(jupyter_runtime_dir()) / "condorhub")
+        if launcher:
+            os.environ["TENSORBOARD_BINARY"] = str(launcher)
         else:
             self.log.warning(
-                "%s is on a noexec file system: %%tensorboard in notebooks falls back to `tensorboard` on a "
-                "TCP port that every user of this machine can read; set TMPDIR to an exec-mounted folder",
+                "%s and the Jupyter runtime folder are on noexec file systems: %%tensorboard in notebooks falls "
+                "back to `tensorboard` on a TCP port that every user of this machine can read; set TMPDIR to an "
+                "exec-mounted folder",
                 self.private.path,
             )
             os.environ.pop("TENSORBOARD_BINARY", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -356,3 +357,51 @@ def test_a_tensorboard_that_cannot_start_reports_why(api, started, tb_app, monke
     assert r.code == 502 and "failed" in r.text
     info = api("GET", f"condorhub/api/tensorboard/{inst['id']}").json
     assert info["state"] == "failed" and "exited with code" in info["message"] and "Its log ends" in info["message"]
+
+
+def test_on_a_noexec_tmp_the_magic_launcher_goes_to_the_runtime_folder(tmp_path):
+    """Some sites mount /tmp noexec: the launcher (TENSORBOARD_BINARY) must still run."""
+    from condorhub.lab.tensorboard.private import PrivateDir
+
+    import tempfile
+
+    noexec = Path(tempfile.mkdtemp(prefix="nx-", dir="/tmp"))  # short: socket paths must fit under it
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec,size=4m", "tmpfs", str(noexec)], check=True)
+    try:
+        private = PrivateDir.create(base=str(noexec))
+        assert private.path.parent == noexec
+        (private.path / "probe").write_text("#!/bin/sh\necho ran\n")
+        (private.path / "probe").chmod(0o700)
+        with pytest.raises(PermissionError):  # the control: nothing runs from there
+            subprocess.run([str(private.path / "probe")])
+        launcher = private.write_launcher(tmp_path / "runtime" / "condorhub")
+        assert launcher.parent == tmp_path / "runtime" / "condorhub"
+        env = {k: v for k, v in os.environ.items() if k != "CONDORHUB_LAB_PRIVATE_DIR"}
+        ran = subprocess.run([str(launcher), "--logdir", "x"], env=env, capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 1 and "CONDORHUB_LAB_PRIVATE_DIR is not set" in ran.stderr, ran
+        private.remove()
+        assert not launcher.exists() and not private.path.exists()
+    finally:
+        subprocess.run(["umount", str(noexec)], check=True)
+        noexec.rmdir()
+
+
+def test_a_killed_servers_private_folder_goes_at_the_next_start():
+    """SIGKILL leaves the private folder behind; the next start removes folders of dead servers only."""
+    import tempfile
+
+    from condorhub.lab.tensorboard.private import PrivateDir
+
+    base = Path(tempfile.mkdtemp(prefix="pd-", dir="/tmp"))
+    try:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        left = base / f"condorhub-lab-{dead.pid}-abcd1234"
+        (left / "sockets").mkdir(parents=True)
+        living = base / "condorhub-lab-1-abcd1234"  # pid 1 lives
+        living.mkdir()
+        private = PrivateDir.create(base=str(base))
+        assert not left.exists() and living.exists() and private.path.exists()
+        assert oct(private.path.stat().st_mode & 0o777) == "0o700"
+    finally:
+        shutil.rmtree(base)

@@ -8,7 +8,8 @@ Everything TensorBoard needs to find lives here instead of in shared places anot
                  (tensorboard.manager: ``tempfile.gettempdir()/.tensorboard-info``, which is world-writable
                  ``/tmp/.tensorboard-info`` by default) land here, so %tensorboard never "reuses" an
                  entry another user planted with the victim's pid and the attacker's port.
-* ``tensorboard`` the TENSORBOARD_BINARY of %tensorboard: TensorBoard on a socket in ``sockets/``.
+* ``tensorboard`` the TENSORBOARD_BINARY of %tensorboard: TensorBoard on a socket in ``sockets/`` (in the
+                 Jupyter runtime folder instead where this file system is mounted noexec).
 
 The directory is made by mkdtemp (0700, a fresh random name, created atomically, so nothing can be
 planted in advance) under the server's TMPDIR: ``/tmp`` on the login node, the job's scratch directory on
@@ -33,6 +34,10 @@ PREFIX = "condorhub-lab-"
 #: Socket names: ``instance-<id>`` (the Lab's TensorBoards), ``port-<n>`` (%tensorboard's; n stands in for
 #: the TCP port TensorBoard's info file and TENSORBOARD_PROXY_URL expect).
 SOCKET_NAME = re.compile(r"^(instance-[0-9a-f]{1,32}|port-[0-9]{1,5})$")
+
+
+#: Longest TMPDIR the socket paths fit under (sun_path: 108 bytes with the final NUL).
+_MAX_BASE = 107 - len(f"/{PREFIX}4194304-xxxxxxxx/sockets/instance-{'f' * 8}.sock")
 
 
 class NotPrivate(PermissionError):
@@ -102,29 +107,43 @@ class PrivateDir:
         self.path = check_private_dir(path)
         self.sockets = path / "sockets"
         self.tmp = path / "tmp"
-        self.launcher = path / "tensorboard"
+        self.launcher: Path | None = None  # write_launcher
 
     @classmethod
     def create(cls, base: str | None = None) -> "PrivateDir":
         base = base or tempfile.gettempdir()
+        # A Unix socket's path may have at most 107 bytes; the names below add about 60 to the base.
+        if len(os.fsencode(base)) > _MAX_BASE:
+            base = "/tmp"
         remove_stale(Path(base))
-        path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base))
+        try:
+            path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base))
+        except OSError as err:
+            raise OSError(f"cannot make condorhub's private folder in {base} ({err}): set TMPDIR to a writable folder") from None
         private = cls(path)
         for sub in (private.sockets, private.tmp):
             sub.mkdir(mode=0o700)
-        private.write_launcher()
         return private
 
-    def write_launcher(self) -> None:
-        # A script, because TENSORBOARD_BINARY is a single path that tensorboard.manager runs with the
-        # magic's arguments. The same Python as the server: the kernel's PATH may have no TensorBoard.
-        script = f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m condorhub.lab.tensorboard.magic \"$@\"\n"
-        self.launcher.write_text(script)
-        self.launcher.chmod(0o700)
+    def write_launcher(self, fallback: Path) -> Path | None:
+        """The %tensorboard launcher (TENSORBOARD_BINARY) here, or in ``fallback`` (a folder of the user's,
+        made 0700) where this file system is mounted noexec, as some sites mount /tmp; None if neither runs.
 
-    def launcher_runs(self) -> bool:
-        """False where the directory's file system is mounted noexec (some sites mount /tmp so)."""
-        return not os.statvfs(self.path).f_flag & os.ST_NOEXEC
+        A script, because TENSORBOARD_BINARY is a single path that tensorboard.manager runs with the
+        magic's arguments. The same Python as the server: the kernel's PATH may have no TensorBoard."""
+        script = f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m condorhub.lab.tensorboard.magic \"$@\"\n"
+        for folder in (self.path, fallback):
+            if folder is not self.path:
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                check_private_dir(folder)
+            if os.statvfs(folder).f_flag & os.ST_NOEXEC:
+                continue
+            launcher = folder / "tensorboard" if folder is self.path else folder / f"tensorboard-{self.path.name}"
+            launcher.write_text(script)
+            launcher.chmod(0o700)
+            self.launcher = launcher
+            return launcher
+        return None
 
     def socket(self, name: str) -> Path:
         if not SOCKET_NAME.match(name):
@@ -136,4 +155,6 @@ class PrivateDir:
         return self.tmp / ".tensorboard-info"
 
     def remove(self) -> None:
+        if self.launcher and self.launcher.parent != self.path:
+            self.launcher.unlink(missing_ok=True)
         shutil.rmtree(self.path, ignore_errors=True)
