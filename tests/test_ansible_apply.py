@@ -16,7 +16,6 @@ Ports: everything on free loopback ports, HTCondor's shared port included (the c
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import time
@@ -124,11 +123,8 @@ def _deploy(info: dict):
     print(f"\nansible: first apply {first.seconds:.0f}s, recap {first.recap} (log {first.log})")
     assert first.rc == 0 and first.recap["failed"] == 0, (
         f"the first ansible-playbook run failed (rc {first.rc}):\n{first.output[-6000:]}")
-    # Homes exist before people log in (on a cluster: the NFS server's; pam_mkhomedir or an admin).
-    for user in DEMO_USERS:
-        home = root / "home" / user.uid
-        home.mkdir(mode=0o755, exist_ok=True)
-        os.chown(home, user.uid_number, user.gid_number)
+    # No homes yet: the hub creates a user's (0700) at the first server start, as on a fresh site.
+    assert not any((root / "home").iterdir()), list((root / "home").iterdir())
     info["services"] = start_services(root, workdir, timeout=90)
     wait_for_user(root, "alice", workdir)
     info["slots"] = wait_for_pool(root)
@@ -221,6 +217,12 @@ def test_alice_logs_in_over_https_and_gets_a_gpu_server_on_the_pool(deployment):
     # ... and runs as her uid, on the execute node (inside the root the playbook deployed).
     procs = {pid: cmdline(pid) for pid in deployment["target"].processes() if process_uid(pid) == alice.uid_number}
     assert any("jupyter" in cmd for cmd in procs.values()), f"no Jupyter server running as alice: {procs}"
+    # Her home, created by the hub at this first start, is hers alone; her server writes with umask 077.
+    home = (root / "home/alice").stat()
+    assert (home.st_uid, home.st_gid, oct(home.st_mode & 0o777)) == (alice.uid_number, alice.gid_number, "0o700")
+    server = next(pid for pid, cmd in procs.items() if "jupyter" in cmd)
+    umask = re.search(r"^Umask:\s*(\d+)", Path(f"/proc/{server}/status").read_text(), re.M).group(1)
+    assert umask == "0077", f"alice's server runs with umask {umask}"
     stop = client.api("DELETE", "/users/alice/server")
     assert stop.status_code in (202, 204), stop.text
 
