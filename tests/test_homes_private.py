@@ -262,3 +262,42 @@ def test_bobs_gpu_job_cannot_read_alices_notebook(condor_pool):
     assert re.search(r"rc=[1-9]", out) and "Permission denied" in err, (out, err)
     out, err = outputs["alice"]
     assert out.splitlines()[0] == "alice" and '"nbformat": 4' in out and "rc=0" in out, (out, err)
+
+
+# ------------------------------------------------------------------ the NFS role's home export
+
+
+def _render_exports(tmp_path: Path, **settings) -> str:
+    """The nfs_server role's exports file, rendered by Ansible itself with the role's defaults and ``settings``."""
+    ansible = Path(__file__).resolve().parents[1] / "ansible"
+    role = ansible / "roles/nfs_server"
+    dest = tmp_path / "condorhub.exports"
+    play = [{"hosts": "localhost", "gather_facts": False, "vars_files": [str(role / "defaults/main.yml")],
+             "tasks": [{"name": "exports", "ansible.builtin.template": {
+                 "src": str(role / "templates/exports.j2"), "dest": str(dest), "mode": "0644"}}]}]
+    (tmp_path / "play.yml").write_text(json.dumps(play))
+    (tmp_path / "vars.json").write_text(json.dumps({"condorhub_nfs_clients": "10.10.0.0/24", **settings}))
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.run(
+        [str(bin_dir / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'vars.json'}",
+         str(tmp_path / "play.yml")],
+        capture_output=True, text=True, timeout=120, cwd=ansible,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "ANSIBLE_HOME": str(tmp_path / ".ansible"),
+             "LANG": "C.UTF-8", "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return dest.read_text()
+
+
+def test_the_home_export_squashes_root_everywhere_but_on_the_hub(tmp_path):
+    """The hub creates a new user's home (0700, owned by the user) at the first server start; with root squashed
+    on the home export it could not (mkdir as nobody in a root-owned /home). Only the hub's root is kept; every
+    other client's (the GPU nodes') is squashed, and the data export stays read-only."""
+    exports = _render_exports(tmp_path, condorhub_hub_address="hub.physik.example.org")
+    lines = {line.split()[0]: line.split()[1:] for line in exports.splitlines() if line and not line.startswith("#")}
+    assert lines["/home"] == ["hub.physik.example.org(rw,sync,no_subtree_check,no_root_squash)",
+                              "10.10.0.0/24(rw,sync,no_subtree_check,root_squash)"], exports
+    assert lines["/srv/condorhub/data"] == ["10.10.0.0/24(ro,sync,no_subtree_check,root_squash)"], exports
+    assert lines["/srv/condorhub/scratch"] == ["10.10.0.0/24(rw,sync,no_subtree_check,root_squash)"], exports
+    # without a hub address (e.g. an NFS server deployed on its own), root is squashed on every client
+    exports = _render_exports(tmp_path)
+    assert "no_root_squash" not in exports, exports
