@@ -112,7 +112,7 @@ def deployment(ansible_base_root):
 
 
 def _deploy(info: dict):
-    """Bad-setting run, first apply, homes, daemons started from the rendered scripts."""
+    """Bad-setting run, first apply (no homes yet: the hub makes them), daemons started from the rendered scripts."""
     root, workdir, vars_file = info["root"], info["workdir"], info["vars_file"]
     # A typo in a choice must stop everything before the first change (argument_specs, first play).
     info["bad"] = run_playbook(workdir, vars_file, "-e", "htcondor_security=kerberos", timeout=300)
