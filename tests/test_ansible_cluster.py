@@ -3,8 +3,9 @@ each a fresh Debian 13 root of its own (see ansible_fixtures.py), deployed by on
 run over the ``community.general.chroot`` connection.
 
 What the all-in-one test cannot show, this one does: the paths of the roles that only run when machines are
-apart. The GPU worker gets a *daemon token* minted on the central manager (``delegate_to``) and never the
-pool signing key; the hub's schedd and the worker's startd join the central manager's collector; a job the
+apart. The GPU worker gets a token of its own identity, minted on the central manager (``delegate_to``), that
+may only advertise the node and read, and never the pool signing key (root on the worker tries to take over the
+pool with it, and is refused); the hub's schedd and the worker's startd join the central manager's collector; a job the
 hub submits runs on the worker as the user, with the user's home shared between hub and worker. (Its first
 run found that a submit host without the signing key cannot check the hub's token: see the htcondor role's
 ``htcondor_security``.)
