@@ -118,6 +118,8 @@ class TensorBoardProxyBase(ExtensionHandlerMixin, JupyterHandler):
         # A short text the Lab tab (an iframe) can show.
         exc = kwargs.get("exc_info", (None, None))[1]
         message = getattr(exc, "log_message", None) or self._reason
+        if isinstance(exc, web.HTTPError) and exc.log_message and not exc.args:
+            message = exc.log_message.replace("%%", "%")  # tornado doubles % in a message without args
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(f"{status_code}: {message}\n")
 
