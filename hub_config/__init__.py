@@ -3,4 +3,10 @@
 The package root lives in the repository's ``hub_config/`` folder (see pyproject.toml's source mapping).
 """
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+# The version has one owner, pyproject.toml's `version`; the installed package's metadata carries it here.
+try:
+    __version__ = importlib.metadata.version("condorhub")
+except importlib.metadata.PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
