@@ -35,7 +35,20 @@ def to_tf_dataset(stream, batch_size=256, **kwargs):
 
 
 __all__ = [
-    "BranchStats", "Chunk", "CorruptFileError", "DataError", "EmptyFileError", "LabelMismatchError",
-    "MissingBranchError", "MissingFileError", "MissingTreeError", "RemoteAccessError", "RootStream", "Specs",
-    "SpecsError", "UnsupportedBranchError", "pad", "to_tf_dataset",
+    "BranchStats",
+    "Chunk",
+    "CorruptFileError",
+    "DataError",
+    "EmptyFileError",
+    "LabelMismatchError",
+    "MissingBranchError",
+    "MissingFileError",
+    "MissingTreeError",
+    "RemoteAccessError",
+    "RootStream",
+    "Specs",
+    "SpecsError",
+    "UnsupportedBranchError",
+    "pad",
+    "to_tf_dataset",
 ]

@@ -38,8 +38,9 @@ def _describe(branch) -> Branch | str:
         content = interp.content
         if isinstance(content, uproot.interpretation.numerical.AsDtype) and not content.inner_shape:
             counter = getattr(branch, "count_branch", None)
-            return Branch(branch.name, "jagged", np.dtype(content.to_dtype).name,
-                          counter.name if counter is not None else None)
+            return Branch(
+                branch.name, "jagged", np.dtype(content.to_dtype).name, counter.name if counter is not None else None
+            )
         return "a list of non-numbers per event"
     return f"{type(interp).__name__} data (strings or objects)"
 
@@ -76,7 +77,9 @@ def select(tree, where: str, branches=None, exclude=()) -> list[Branch]:
         chosen = list(usable)
         if unusable:
             skipped = ", ".join(f"{n} ({why})" for n, why in unusable.items())
-            warnings.warn(f"{where}: skipping branches that are not numbers or lists of numbers: {skipped}", stacklevel=3)
+            warnings.warn(
+                f"{where}: skipping branches that are not numbers or lists of numbers: {skipped}", stacklevel=3
+            )
     else:
         chosen = []
         for wanted in branches:
@@ -96,9 +99,7 @@ def select(tree, where: str, branches=None, exclude=()) -> list[Branch]:
             else:
                 close = [n for n in usable if n.lower() == wanted.lower()]
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise MissingBranchError(
-                    f"{where}: no branch {wanted!r}{hint}; branches are {_short(usable)}"
-                )
+                raise MissingBranchError(f"{where}: no branch {wanted!r}{hint}; branches are {_short(usable)}")
             chosen += [n for n in hits if n not in chosen]
     dropped = [n for n in chosen if any(fnmatch.fnmatchcase(n, pat) for pat in exclude)]
     chosen = [n for n in chosen if n not in dropped]

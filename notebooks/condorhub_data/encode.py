@@ -42,7 +42,7 @@ class Layout:
         self.width, self.mask_width = col, mcol
 
     @classmethod
-    def build(cls, branches: list[Branch], pad_length, specs: Specs | None) -> "Layout":
+    def build(cls, branches: list[Branch], pad_length, specs: Specs | None) -> Layout:
         """``pad_length``: int for every jagged branch, {name or glob: int}, or None for the longest list in
         ``specs`` (MLaaS4HEP's choice: nothing is cut, but one odd event can make every row long)."""
         lengths = {}
@@ -72,7 +72,9 @@ class Layout:
     def columns(self) -> list[str]:
         names = []
         for blk in self.blocks:
-            names += [blk.branch.name] if not blk.branch.jagged else [f"{blk.branch.name}[{i}]" for i in range(blk.length)]
+            names += (
+                [blk.branch.name] if not blk.branch.jagged else [f"{blk.branch.name}[{i}]" for i in range(blk.length)]
+            )
         return names
 
     @property

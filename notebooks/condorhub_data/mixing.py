@@ -39,11 +39,11 @@ def quotas(entries: list[int], labels: list[int], fractions: dict[int, float] | 
     if total <= 0 or any(f < 0 for f in fractions.values()):
         raise LabelMismatchError(f"fractions must be non-negative with a positive sum, got {fractions}")
     shares = {label: f / total for label, f in fractions.items()}
-    per_label = {label: sum(n for n, lab in zip(entries, labels) if lab == label) for label in shares}
+    per_label = {label: sum(n for n, lab in zip(entries, labels, strict=True) if lab == label) for label in shares}
     # the largest epoch in which every label reaches its share without reusing events
     epoch = min(per_label[label] / share for label, share in shares.items() if share > 0)
     out = []
-    for n, label in zip(entries, labels):
+    for n, label in zip(entries, labels, strict=True):
         share = shares.get(label, 0.0)
         out.append(int(epoch * share * n / per_label[label]) if per_label.get(label) else 0)
     return out
@@ -86,7 +86,7 @@ def plan(
     rng = np.random.default_rng([seed, epoch])
     clusters = clusters or [None] * len(entries)
     chunks: list[list[Piece]] = [[] for _ in range(parts)]
-    for i, (n, q) in enumerate(zip(entries, quota)):
+    for i, (n, q) in enumerate(zip(entries, quota, strict=True)):
         if q == 0:
             continue
         offset = int(rng.integers(0, n - q + 1)) if shuffle and q < n else 0

@@ -44,7 +44,7 @@ class Slots:
     keep: np.ndarray | None  # bool per value: False for values beyond `length`; None when none are cut
 
     @classmethod
-    def for_offsets(cls, offsets: np.ndarray, length: int) -> "Slots":
+    def for_offsets(cls, offsets: np.ndarray, length: int) -> Slots:
         counts = np.diff(offsets)
         n = len(counts)
         mask = np.arange(length)[:, None] < counts[None, :]

@@ -37,7 +37,7 @@ class Column:
         return len(self.values) if self.offsets is None else len(self.offsets) - 1
 
     @classmethod
-    def from_array(cls, array, jagged: bool) -> "Column":
+    def from_array(cls, array, jagged: bool) -> Column:
         if jagged:
             offsets, content = offsets_and_content(array)
             return cls(content, offsets)
@@ -62,8 +62,12 @@ def _direct_dtype(branch) -> np.dtype | None:
     interp = branch.interpretation
     if isinstance(interp, _AsDtype) and not interp.inner_shape:
         return np.dtype(interp.from_dtype)
-    if (isinstance(interp, _AsJagged) and interp.header_bytes == 0 and isinstance(interp.content, _AsDtype)
-            and not interp.content.inner_shape):
+    if (
+        isinstance(interp, _AsJagged)
+        and interp.header_bytes == 0
+        and isinstance(interp.content, _AsDtype)
+        and not interp.content.inner_shape
+    ):
         return np.dtype(interp.content.from_dtype)
     return None
 

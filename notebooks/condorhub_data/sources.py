@@ -110,20 +110,30 @@ def open_file(path: str | os.PathLike, timeout: float = 30):
         try:
             return uproot.open(name, timeout=timeout)
         except FileNotFoundError:
-            raise MissingFileError(f"{name}: no such file on the XRootD server; check the path after the host") from None
+            raise MissingFileError(
+                f"{name}: no such file on the XRootD server; check the path after the host"
+            ) from None
         except PermissionError as exc:
-            raise RemoteAccessError(f"{name}: the XRootD server refused access ({_why(exc)}); check your credentials") from None
+            raise RemoteAccessError(
+                f"{name}: the XRootD server refused access ({_why(exc)}); check your credentials"
+            ) from None
         except (OSError, TimeoutError) as exc:
             # fsspec-xrootd raises OSError carrying the XRootD status: 3011 kXR_NotFound, 3010 kXR_NotAuthorized
             if "[3011]" in str(exc):
-                raise MissingFileError(f"{name}: no such file on the XRootD server; check the path after the host") from None
+                raise MissingFileError(
+                    f"{name}: no such file on the XRootD server; check the path after the host"
+                ) from None
             if "[3010]" in str(exc):
-                raise RemoteAccessError(f"{name}: the XRootD server refused access ({_why(exc)}); check your credentials") from None
+                raise RemoteAccessError(
+                    f"{name}: the XRootD server refused access ({_why(exc)}); check your credentials"
+                ) from None
             raise RemoteAccessError(
                 f"{name}: cannot read from the XRootD server ({_why(exc)}); is the server up and the host:port right?"
             ) from None
         except _DECODE_ERRORS as exc:
-            raise CorruptFileError(f"{name} is not a readable ROOT file ({_why(exc)}); copy it again from its source") from None
+            raise CorruptFileError(
+                f"{name} is not a readable ROOT file ({_why(exc)}); copy it again from its source"
+            ) from None
     local = Path(name)
     _check_local(local)
     try:
@@ -141,10 +151,16 @@ def open_tree(path: str | os.PathLike, tree: str, timeout: float = 30):
         obj = file[tree]
     except KeyError:
         trees = sorted({key.split(";")[0] for key in file.keys(filter_classname="TTree")})
-        hint = f"it has {', '.join(repr(t) for t in trees)}: pass tree={trees[0]!r}" if trees else "it holds no tree at all"
+        hint = (
+            f"it has {', '.join(repr(t) for t in trees)}: pass tree={trees[0]!r}"
+            if trees
+            else "it holds no tree at all"
+        )
         raise MissingTreeError(f"{path} has no tree {tree!r}; {hint}") from None
     except _DECODE_ERRORS + (OSError,) as exc:
-        raise CorruptFileError(f"{path}: the tree {tree!r} cannot be read (corrupt file: {_why(exc)}); write it again") from None
+        raise CorruptFileError(
+            f"{path}: the tree {tree!r} cannot be read (corrupt file: {_why(exc)}); write it again"
+        ) from None
     if not isinstance(obj, uproot.behaviors.TTree.TTree):
         raise MissingTreeError(f"{path}: {tree!r} is a {type(obj).__name__}, not a TTree; name the tree to read")
     if obj.num_entries == 0:

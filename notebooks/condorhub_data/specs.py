@@ -86,8 +86,13 @@ class Specs:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        data = {"format": FORMAT, "tree": self.tree, "n_events": self.n_events, "files": self.files,
-                "branches": {name: asdict(stats) for name, stats in self.branches.items()}}
+        data = {
+            "format": FORMAT,
+            "tree": self.tree,
+            "n_events": self.n_events,
+            "files": self.files,
+            "branches": {name: asdict(stats) for name, stats in self.branches.items()},
+        }
         # JSON has no infinity: an empty branch keeps min/max as null
         for stats in data["branches"].values():
             for key in ("min", "max"):
@@ -97,7 +102,7 @@ class Specs:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Specs":
+    def load(cls, path: str | Path) -> Specs:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -116,7 +121,9 @@ class Specs:
                 branches[name] = BranchStats(**stats)
             return cls(tree=data["tree"], branches=branches, n_events=int(data["n_events"]), files=list(data["files"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise SpecsError(f"{path}: specs file is incomplete ({type(exc).__name__}: {exc}); compute the specs again") from None
+            raise SpecsError(
+                f"{path}: specs file is incomplete ({type(exc).__name__}: {exc}); compute the specs again"
+            ) from None
 
     def check(self, branches, where: str = "specs") -> None:
         """Raise if a selected branch has no statistics here or they were taken with another shape."""

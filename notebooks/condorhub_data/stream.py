@@ -14,9 +14,9 @@ memory follows ``chunk_size``, not the size of the files.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -105,10 +105,12 @@ class RootStream:
         self._set_labels(raw_labels)
         self.trees = [open_tree(f, tree, timeout=timeout) for f in self.files]
         self.branches = branch_sel.select(self.trees[0], f"{self.files[0]} (tree {tree!r})", branches, exclude)
-        for f, t in zip(self.files[1:], self.trees[1:]):
+        for f, t in zip(self.files[1:], self.trees[1:], strict=True):
             branch_sel.check_same(self.branches, self.files[0], t, f"{f}")
         self.names = [b.name for b in self.branches]
-        self.entries = [t.num_entries if events_per_file is None else min(t.num_entries, events_per_file) for t in self.trees]
+        self.entries = [
+            t.num_entries if events_per_file is None else min(t.num_entries, events_per_file) for t in self.trees
+        ]
         self.quota = quotas(self.entries, self._label_index or [0] * len(self.files), self._fractions(fractions))
         self._clusters = [self._cluster_bounds(t) for t in self.trees]
         self.specs = Specs.load(specs) if isinstance(specs, (str, os.PathLike)) else specs
@@ -138,7 +140,9 @@ class RootStream:
         unknown = [lab for lab in fractions if lab not in self.classes]
         if unknown:
             raise LabelMismatchError(f"fractions name labels {unknown} that no file has; labels are {self.classes}")
-        missing = [lab for lab in self.classes if lab not in fractions and lab in [self.classes[i] for i in self._label_index]]
+        missing = [
+            lab for lab in self.classes if lab not in fractions and lab in [self.classes[i] for i in self._label_index]
+        ]
         if missing:
             raise LabelMismatchError(f"fractions= lacks labels {missing}; give a share for every label of the files")
         return {self.classes.index(lab): float(f) for lab, f in fractions.items()}
@@ -168,7 +172,9 @@ class RootStream:
         specs = Specs(tree=self.tree_name, files=list(self.files))
         for b in self.branches:
             specs.branches[b.name] = BranchStats(kind=b.kind)
-        pieces = [p for chunk in plan(self.entries, self.quota, self.chunk_size, clusters=self._clusters) for p in chunk]
+        pieces = [
+            p for chunk in plan(self.entries, self.quota, self.chunk_size, clusters=self._clusters) for p in chunk
+        ]
         bar = _progress(progress, total=sum(p.size for p in pieces), desc="specs (first pass)")
         for piece in pieces:
             columns = self.read(piece)
@@ -198,8 +204,15 @@ class RootStream:
     # ------------------------------------------------------------------ chunks
 
     def plan(self, epoch: int = 0, shuffle: bool = True) -> list[list[Piece]]:
-        return plan(self.entries, self.quota, self.chunk_size, epoch=epoch, shuffle=shuffle, seed=self.seed,
-                    clusters=self._clusters)
+        return plan(
+            self.entries,
+            self.quota,
+            self.chunk_size,
+            epoch=epoch,
+            shuffle=shuffle,
+            seed=self.seed,
+            clusters=self._clusters,
+        )
 
     def _read_chunk(self, pieces: list[Piece]) -> tuple[dict[str, Column], np.ndarray | None]:
         """All pieces of one chunk as one set of columns, and the label of every row."""
@@ -207,8 +220,9 @@ class RootStream:
         columns = {name: concat([part[name] for part in parts]) for name in self.names}
         labels = None
         if self._label_index is not None:
-            labels = np.repeat(np.array([self._label_index[p.file] for p in pieces], dtype=np.int32),
-                               [p.size for p in pieces])
+            labels = np.repeat(
+                np.array([self._label_index[p.file] for p in pieces], dtype=np.int32), [p.size for p in pieces]
+            )
         return columns, labels
 
     def chunks(self, epoch: int = 0, shuffle: bool = True, prefetch: bool = True) -> Iterator[Chunk]:
@@ -243,8 +257,10 @@ class RootStream:
                 pool.shutdown(wait=True, cancel_futures=True)
 
     def __repr__(self) -> str:
-        return (f"RootStream({len(self.files)} files, tree {self.tree_name!r}, {len(self.branches)} branches, "
-                f"{self.num_events} events/epoch, classes {self.classes})")
+        return (
+            f"RootStream({len(self.files)} files, tree {self.tree_name!r}, {len(self.branches)} branches, "
+            f"{self.num_events} events/epoch, classes {self.classes})"
+        )
 
 
 class _NoBar:

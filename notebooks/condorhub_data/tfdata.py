@@ -32,8 +32,9 @@ def batches(stream: RootStream, batch_size: int, *, epoch: int = 0, shuffle: boo
         yield carry_x, carry_y
 
 
-def to_tf_dataset(stream: RootStream, batch_size: int = 256, *, shuffle: bool = True, with_mask: bool = False,
-                  start_epoch: int = 0):
+def to_tf_dataset(
+    stream: RootStream, batch_size: int = 256, *, shuffle: bool = True, with_mask: bool = False, start_epoch: int = 0
+):
     """The stream as a repeatable ``tf.data.Dataset`` with known cardinality (batches per epoch)."""
     import tensorflow as tf
 

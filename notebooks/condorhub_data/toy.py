@@ -26,8 +26,20 @@ TOPOLOGIES = ("wjets", "qcd", "ttbar")
 
 #: The 14 high-level features of the study's HLF classifier.
 HLF_FEATURES = [
-    "HT", "METp", "METo", "MT", "nJets", "bJets", "allJetMass",
-    "LepPt", "LepEta", "LepIsoCh", "LepIsoGamma", "LepIsoNeu", "LepCharge", "LepIsEle",
+    "HT",
+    "METp",
+    "METo",
+    "MT",
+    "nJets",
+    "bJets",
+    "allJetMass",
+    "LepPt",
+    "LepEta",
+    "LepIsoCh",
+    "LepIsoGamma",
+    "LepIsoNeu",
+    "LepCharge",
+    "LepIsEle",
 ]
 
 # per topology: mean jet multiplicity, jet pT slope (GeV), P(b jet), lepton pT slope, MET slope,
@@ -103,8 +115,9 @@ def _write(path: Path, n: int, basket: int, make, compression) -> Path:
     return path
 
 
-def write_topology_file(path, topology: str, n: int, *, seed: int = 0, basket: int = 20_000,
-                        compression=uproot.ZLIB(1)) -> Path:
+def write_topology_file(
+    path, topology: str, n: int, *, seed: int = 0, basket: int = 20_000, compression=uproot.ZLIB(1)
+) -> Path:
     """A ROOT file with ``n`` toy ``topology`` events in tree ``Events``."""
     rng = np.random.default_rng([seed, TOPOLOGIES.index(topology) if topology in TOPOLOGIES else 99])
     return _write(path, n, basket, lambda k: topology_events(topology, k, rng), compression)
@@ -134,8 +147,14 @@ def ensure_topology_files(folder, n: int, *, seed: int = 0, **kwargs) -> dict[st
 # ----------------------------------------------------------------------------- benchmark shape
 
 #: 6 collections: (name, mean multiplicity, number of float branches); 12+10+10+8+6+6 = 52 jagged branches
-WIDE_COLLECTIONS = [("Jet", 4.0, 12), ("Muon", 1.0, 10), ("Electron", 1.0, 10), ("Photon", 1.5, 8),
-                    ("Tau", 0.5, 6), ("TrigObj", 3.0, 6)]
+WIDE_COLLECTIONS = [
+    ("Jet", 4.0, 12),
+    ("Muon", 1.0, 10),
+    ("Electron", 1.0, 10),
+    ("Photon", 1.5, 8),
+    ("Tau", 0.5, 6),
+    ("TrigObj", 3.0, 6),
+]
 WIDE_FLAT = 22
 
 
