@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
-from jupyter_server.utils import url_path_join
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Int, Unicode, default
 
 from .scan.files import ScanFileHandler
@@ -75,7 +75,9 @@ class CondorhubLab(ExtensionApp):
 
     def _set_environment(self):
         """What kernels and terminals inherit from the server (they get a copy of its environment)."""
-        self._saved_environ = {k: os.environ.get(k) for k in ("TMPDIR", ENV_DIR, "TENSORBOARD_BINARY", "TENSORBOARD_PROXY_URL")}
+        self._saved_environ = {
+            k: os.environ.get(k) for k in ("TMPDIR", ENV_DIR, "TENSORBOARD_BINARY", "TENSORBOARD_PROXY_URL")
+        }
         # A private TMPDIR: tensorboard.manager keeps its info files in TMPDIR/.tensorboard-info, by default
         # the world-writable /tmp/.tensorboard-info, where another user can plant an entry that makes
         # %tensorboard "reuse" a server of theirs. Also keeps the kernels' temporary files private.

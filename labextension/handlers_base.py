@@ -37,7 +37,9 @@ class CondorhubAPIHandler(ExtensionHandlerMixin, APIHandler):
         except PathRefused as err:
             raise web.HTTPError(err.status, str(err)) from None
         if not self.allow_hidden and any(part.startswith(".") for part in rel.split("/") if part):
-            raise web.HTTPError(403, f"{rel!r} is hidden; the server does not show hidden files (ContentsManager.allow_hidden)")
+            raise web.HTTPError(
+                403, f"{rel!r} is hidden; the server does not show hidden files (ContentsManager.allow_hidden)"
+            )
         if folder and not real.is_dir():
             raise web.HTTPError(400, f"{rel!r} is not a folder: pick the folder that holds the scan")
         return real, rel

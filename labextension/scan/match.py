@@ -40,7 +40,9 @@ def scan(
             "open a sub-folder to see all of its files"
         )
     if offset + limit < len(matched):
-        messages.append(f"showing matches {offset + 1}–{offset + len(page)} of {len(matched)}; ask with offset for more")
+        messages.append(
+            f"showing matches {offset + 1}–{offset + len(page)} of {len(matched)}; ask with offset for more"
+        )
     return {
         "path": rel_folder,
         "pattern": compiled.pattern,

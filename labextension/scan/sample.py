@@ -23,7 +23,9 @@ SEEDS = ["1", "2"]
 
 def png(width: int, height: int, pixel) -> bytes:
     """An RGB PNG; ``pixel(x, y)`` returns (r, g, b)."""
-    rows = b"".join(b"\0" + bytes(itertools.chain.from_iterable(pixel(x, y) for x in range(width))) for y in range(height))
+    rows = b"".join(
+        b"\0" + bytes(itertools.chain.from_iterable(pixel(x, y) for x in range(width))) for y in range(height)
+    )
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -55,8 +57,12 @@ def make_scan(root: Path, lrs=LRS, layers=LAYERS, seeds=SEEDS) -> list[Path]:
                 leaf = root / f"lr_{lr}" / f"layers_{nl}" / f"seed_{seed}"
                 leaf.mkdir(parents=True, exist_ok=True)
                 (leaf / "roc.png").write_bytes(bar_png((j + 1) / len(layers), i))
-                (leaf / "metrics.json").write_text(json.dumps({"lr": float(lr), "layers": int(nl), "seed": int(seed), "auc": 0.5 + 0.1 * j}))
-                (leaf / "train.log").write_text(f"lr={lr} layers={nl} seed={seed}\nepoch 1 loss 0.9\nepoch 2 loss 0.5\n")
+                (leaf / "metrics.json").write_text(
+                    json.dumps({"lr": float(lr), "layers": int(nl), "seed": int(seed), "auc": 0.5 + 0.1 * j})
+                )
+                (leaf / "train.log").write_text(
+                    f"lr={lr} layers={nl} seed={seed}\nepoch 1 loss 0.9\nepoch 2 loss 0.5\n"
+                )
                 written += [leaf / "roc.png", leaf / "metrics.json", leaf / "train.log"]
     return written
 

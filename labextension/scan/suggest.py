@@ -108,7 +108,10 @@ def suggest(folder: Path, allow_hidden: bool = False) -> dict:
             "name": "one axis per folder level, images",
             "pattern": (by_level + "/" if by_level else "") + f"(?P<file>[^/]+)\\.(?:{image_exts})",
         },
-        {"name": "one axis per folder level, all files", "pattern": (by_level + "/" if by_level else "") + "(?P<file>[^/]+)"},
+        {
+            "name": "one axis per folder level, all files",
+            "pattern": (by_level + "/" if by_level else "") + "(?P<file>[^/]+)",
+        },
         {"name": "PDFs anywhere, by folder", "pattern": r"(?P<folder>.+)/(?P<file>[^/]+)\.pdf"},
     ]
     return {"pattern": suggestion, "depth": depth, "extension": ext, "presets": presets}

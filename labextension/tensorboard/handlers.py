@@ -43,7 +43,9 @@ class InstancesHandler(TensorBoardAPIHandler):
     async def post(self):
         body = self.json_body()
         if not isinstance(body.get("logdir"), str):
-            raise web.HTTPError(400, 'give the log folder: {"logdir": "runs"} (relative to the Lab\'s root, "" for the root)')
+            raise web.HTTPError(
+                400, 'give the log folder: {"logdir": "runs"} (relative to the Lab\'s root, "" for the root)'
+            )
         real, rel = self.resolve(body["logdir"], folder=True)
         inst, created = await self.call(self.manager.start(rel, real))
         self.set_status(201 if created else 200)

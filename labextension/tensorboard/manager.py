@@ -95,7 +95,9 @@ class Instance:
 
 
 class TensorBoardManager:
-    def __init__(self, *, private: PrivateDir, max_instances: int, startup_timeout: float, log, use_tensorflow: bool = False):
+    def __init__(
+        self, *, private: PrivateDir, max_instances: int, startup_timeout: float, log, use_tensorflow: bool = False
+    ):
         self.use_tensorflow = use_tensorflow
         self.private = private
         self.runtime_dir = private.path
@@ -107,7 +109,10 @@ class TensorBoardManager:
         # as in tests) by other code. The limit: TensorBoard's largest answers are its JS bundle and
         # image/histogram data. Its resolver connects to the private sockets (URL host = socket name).
         self.http = AsyncHTTPClient(
-            force_instance=True, max_body_size=512 * 1024 * 1024, max_clients=32, resolver=SocketResolver(private=private)
+            force_instance=True,
+            max_body_size=512 * 1024 * 1024,
+            max_clients=32,
+            resolver=SocketResolver(private=private),
         )
 
     # --- queries ---------------------------------------------------------------------------------------
@@ -192,7 +197,7 @@ class TensorBoardManager:
                     pass
                 try:
                     await asyncio.wait_for(inst.process.wait(), 0.1)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             self._failed(inst, f"TensorBoard did not answer within {self.startup_timeout:g} s")
             await self._terminate(inst)
@@ -243,7 +248,7 @@ class TensorBoardManager:
             self._signal_group(proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._signal_group(proc.pid, signal.SIGKILL)
                 await proc.wait()
         else:

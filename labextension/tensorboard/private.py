@@ -110,7 +110,7 @@ class PrivateDir:
         self.launcher: Path | None = None  # write_launcher
 
     @classmethod
-    def create(cls, base: str | None = None) -> "PrivateDir":
+    def create(cls, base: str | None = None) -> PrivateDir:
         base = base or tempfile.gettempdir()
         # A Unix socket's path may have at most 107 bytes; the names below add about 60 to the base.
         if len(os.fsencode(base)) > _MAX_BASE:
@@ -119,7 +119,9 @@ class PrivateDir:
         try:
             path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base))
         except OSError as err:
-            raise OSError(f"cannot make condorhub's private folder in {base} ({err}): set TMPDIR to a writable folder") from None
+            raise OSError(
+                f"cannot make condorhub's private folder in {base} ({err}): set TMPDIR to a writable folder"
+            ) from None
         private = cls(path)
         for sub in (private.sockets, private.tmp):
             sub.mkdir(mode=0o700)
@@ -131,7 +133,7 @@ class PrivateDir:
 
         A script, because TENSORBOARD_BINARY is a single path that tensorboard.manager runs with the
         magic's arguments. The same Python as the server: the kernel's PATH may have no TensorBoard."""
-        script = f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m condorhub.lab.tensorboard.magic \"$@\"\n"
+        script = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m condorhub.lab.tensorboard.magic "$@"\n'
         for folder in (self.path, fallback):
             if folder is not self.path:
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)

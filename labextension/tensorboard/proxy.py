@@ -63,14 +63,18 @@ class TensorBoardProxyBase(ExtensionHandlerMixin, JupyterHandler):
         if site in ("same-origin", "none"):  # "none": the user typed the URL or opened a bookmark
             return
         if site is not None:  # a browser says another site made this request
-            raise web.HTTPError(403, "TensorBoard requests must come from this server's own pages (cross-site request refused)")
+            raise web.HTTPError(
+                403, "TensorBoard requests must come from this server's own pages (cross-site request refused)"
+            )
         # No Sec-Fetch-Site: not a browser (or an old one). Decide once the user is known.
         if not hasattr(self, "_jupyter_current_user"):
             return  # asked before authentication (tornado); JupyterHandler.prepare asks again after it
         if self.token_authenticated or self.settings.get("disable_check_xsrf", False):
             return  # a token, not a browser's cookie: no cross-site request to guard against
         if not self.check_referer():
-            raise web.HTTPError(403, "TensorBoard requests must come from this server's own pages (cross-site request refused)")
+            raise web.HTTPError(
+                403, "TensorBoard requests must come from this server's own pages (cross-site request refused)"
+            )
 
     def _upstream_path(self, rest: str | None) -> str:
         path = rest or "/"
@@ -139,7 +143,7 @@ class InstanceProxyHandler(TensorBoardProxyBase):
             # Still starting: hold the request rather than fail it (the trap of short proxy timeouts).
             try:
                 await asyncio.wait_for(inst.ready.wait(), manager.startup_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if inst.state != "running":
             raise web.HTTPError(502, f"TensorBoard for {inst.logdir!r} is {inst.state}: {inst.message or ''}")

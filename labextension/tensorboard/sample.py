@@ -27,7 +27,9 @@ def write_scalars(logdir: Path, runs=("lr_0.01", "lr_0.1"), steps: int = 50) -> 
                 summary_pb2.Summary.Value(tag="loss", simple_value=loss),
                 summary_pb2.Summary.Value(tag="accuracy", simple_value=1 - loss / 2),
             ]
-            writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)))
+            writer.add_event(
+                event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values))
+            )
         writer.close()
         folders.append(folder)
     return folders

@@ -62,7 +62,9 @@ def strip_network_flags(args: list[str]) -> tuple[list[str], list[str]]:
     return kept, dropped
 
 
-def serve(sock: socket.socket, args: list[str], *, display_port: int | None = None, private_network: bool = False) -> None:
+def serve(
+    sock: socket.socket, args: list[str], *, display_port: int | None = None, private_network: bool = False
+) -> None:
     """Run TensorBoard with ``args`` on ``sock`` until it is stopped. With ``display_port`` it writes its
     info file (for %tensorboard: tensorboard.manager finds the instance by it) naming that number as its
     port; without, it writes none (the Lab's manager tracks its own instances). ``private_network``: the
@@ -75,8 +77,11 @@ def serve(sock: socket.socket, args: list[str], *, display_port: int | None = No
     args_given = list(args)
     kept, dropped = strip_network_flags(args)
     if dropped:
-        print(f"condorhub: TensorBoard serves on a private socket behind your Jupyter server; ignoring {' '.join(dropped)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "condorhub: TensorBoard serves on a private socket behind your Jupyter server; "
+            f"ignoring {' '.join(dropped)}",
+            file=sys.stderr,
+        )
 
     class UnixSocketServer(serving.ThreadedWSGIServer, program.TensorBoardServer):
         daemon_threads = True
