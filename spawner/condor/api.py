@@ -20,7 +20,9 @@ from tornado import web
 #: URL pattern, relative to the hub's prefix (JupyterHub adds /hub/).
 PORT_API_PATTERN = r"/api/condorhub/port"
 
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$|^[0-9a-fA-F:.]{2,45}$")
+_HOST = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$|^[0-9a-fA-F:.]{2,45}$"
+)
 
 
 def parse_port_report(body: bytes) -> tuple[int, str | None]:
@@ -28,12 +30,14 @@ def parse_port_report(body: bytes) -> tuple[int, str | None]:
     try:
         data = json.loads(body or b"")
     except ValueError:
-        raise web.HTTPError(400, "The body must be JSON: {\"port\": <number>, \"host\": <name>}") from None
+        raise web.HTTPError(400, 'The body must be JSON: {"port": <number>, "host": <name>}') from None
     if not isinstance(data, dict):
         raise web.HTTPError(400, "The body must be a JSON object with `port` (and optionally `host`)")
     extra = sorted(set(data) - {"port", "host"})
     if extra:
-        raise web.HTTPError(400, f"Unsupported field(s) {', '.join(map(repr, extra))}: only `port` and `host` are accepted")
+        raise web.HTTPError(
+            400, f"Unsupported field(s) {', '.join(map(repr, extra))}: only `port` and `host` are accepted"
+        )
     port = data.get("port")
     if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
         raise web.HTTPError(400, f"`port` must be a number from 1024 to 65535, not {port!r}")

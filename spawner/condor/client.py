@@ -133,7 +133,7 @@ def configure_htcondor(
 def _plain(ad: Mapping) -> dict[str, Any]:
     """A ClassAd as a dict of plain Python values (expressions that cannot be evaluated become None)."""
     out: dict[str, Any] = {}
-    for key in ad.keys():
+    for key in ad.keys():  # noqa: SIM118 - a ClassAd is not a dict; keys() is its documented listing
         try:
             value = ad.eval(key) if hasattr(ad, "eval") else ad[key]
         except Exception:
@@ -260,8 +260,9 @@ class _Request:
 
     __slots__ = ("id", "method", "args", "future", "sent_at", "deadline", "state")
 
-    def __init__(self, request_id: int, method: str, args: list, future: asyncio.Future, sent_at: float,
-                 timeout: float):
+    def __init__(
+        self, request_id: int, method: str, args: list, future: asyncio.Future, sent_at: float, timeout: float
+    ):
         self.id = request_id
         self.method = method
         self.args = args
@@ -368,7 +369,10 @@ class WorkerLane:
         request = worker.busy
         self.log.debug(
             "HTCondor client %s: process %d still runs abandoned request %d (%s); a fresh process takes the next call",
-            self.name, worker.proc.pid, request.id if request else 0, request.method if request else "-",
+            self.name,
+            worker.proc.pid,
+            request.id if request else 0,
+            request.method if request else "-",
         )
         if worker is self._worker:
             self._worker = None
@@ -381,7 +385,9 @@ class WorkerLane:
             oldest = self._retired[0]
             self.log.warning(
                 "HTCondor client %s: more than %d processes hang on abandoned calls; killing process %d",
-                self.name, self.MAX_RETIRED, oldest.proc.pid,
+                self.name,
+                self.MAX_RETIRED,
+                oldest.proc.pid,
             )
             self._kill(oldest)
 
@@ -424,7 +430,7 @@ class WorkerLane:
             except asyncio.CancelledError:
                 self._abandon(worker, request, "its caller was cancelled")
                 raise
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._abandon(worker, request, f"no answer within {timeout:g} s")
                 raise
             except ConnectionError as err:  # the pipe broke: the process died
@@ -457,14 +463,20 @@ class WorkerLane:
         if worker.busy is request:
             self.log.warning(
                 "HTCondor client %s: process %d still runs abandoned request %d (%s) past its deadline; killed",
-                self.name, worker.proc.pid, request.id, request.method,
+                self.name,
+                worker.proc.pid,
+                request.id,
+                request.method,
             )
             self._kill(worker)
 
     def _late(self, request: _Request, reply: dict, why: str = "its caller gave up") -> None:
         self.log.debug(
             "Dropping the answer to request %d (%s) of HTCondor client %s: %s",
-            request.id, request.method, self.name, why,
+            request.id,
+            request.method,
+            self.name,
+            why,
         )
         if self.on_late_reply is not None:
             try:
@@ -492,7 +504,10 @@ class WorkerLane:
                     # Never hand an answer to a request it does not name: a worker out of step is replaced.
                     self.log.warning(
                         "HTCondor client %s: process %d answered request %r while running %r; killed",
-                        self.name, worker.proc.pid, reply_id, request.id if request else None,
+                        self.name,
+                        worker.proc.pid,
+                        reply_id,
+                        request.id if request else None,
                     )
                     problem = "answered out of step"
                     break
@@ -521,11 +536,13 @@ class WorkerLane:
                 else:
                     self.log.debug(
                         "HTCondor client %s: abandoned request %d (%s) ended without an answer (process gone)",
-                        self.name, request.id, request.method,
+                        self.name,
+                        request.id,
+                        request.method,
                     )
             try:
                 await asyncio.wait_for(worker.proc.wait(), 10)
-            except asyncio.TimeoutError:  # it closed its stdout but lingers
+            except TimeoutError:  # it closed its stdout but lingers
                 self._kill(worker)
             except Exception:
                 pass

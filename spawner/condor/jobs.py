@@ -226,7 +226,10 @@ def wait_reason(request: Request, slots: list[dict]) -> str:
         if request.gpu_min_memory_mb is not None:
             best = max((m.gpu_memory or 0 for m in gpu_machines.values()), default=0)
             if best < request.gpu_min_memory_mb:
-                return f"no GPU in the pool has {request.gpu_min_memory_mb} MB of memory or more (the largest has {best} MB)"
+                return (
+                    f"no GPU in the pool has {request.gpu_min_memory_mb} MB of memory or more "
+                    f"(the largest has {best} MB)"
+                )
         total = sum(m.total_gpus for m in machines.values())
         free = sum(m.free_gpus for m in machines.values())
         if not any(m.free_gpus >= request.gpus for m in machines.values()):
@@ -237,7 +240,9 @@ def wait_reason(request: Request, slots: list[dict]) -> str:
     if not any(m.free_cpus >= request.cpus for m in fitting):
         best = max((m.free_cpus for m in fitting), default=0)
         return f"waiting for {request.cpus} free CPU core(s) on one node (at most {best:g} free)"
-    if request.memory_mb and not any(m.free_memory >= request.memory_mb for m in fitting if m.free_cpus >= request.cpus):
+    if request.memory_mb and not any(
+        m.free_memory >= request.memory_mb for m in fitting if m.free_cpus >= request.cpus
+    ):
         best = max((m.free_memory for m in fitting), default=0)
         return f"waiting for {request.memory_mb} MB of free memory on one node (at most {best} MB free)"
     return "the resources are free; waiting for HTCondor's next matchmaking cycle"

@@ -24,7 +24,10 @@ def main() -> int:
 
     settings = json.loads(sys.argv[1])
     configure_htcondor(
-        settings.get("condor_config"), settings.get("collector"), settings.get("token_file"), settings.get("private_dir")
+        settings.get("condor_config"),
+        settings.get("collector"),
+        settings.get("token_file"),
+        settings.get("private_dir"),
     )
     client = CondorClient(collector=settings.get("collector"), schedd=settings.get("schedd"))
     out = sys.stdout
