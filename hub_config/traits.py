@@ -157,14 +157,14 @@ def apply_htcondor(c, site: SiteConfig) -> None:
     # frequent as the view is refreshed.
     spawner.poll_interval = max(int(condor.poll_interval), 1)
 
-    # The job reports its port to condorhub's own, narrow endpoint (batchspawner's is not registered).
-    from condorhub.spawner.condor.api import PORT_API_PATTERN, PortReportHandler
-    from condorhub.spawner.condor.reconcile import reconcile_at_hub_start
-
     # Import the spawner now rather than at the first spawn, where importing batchspawner and friends
     # stalled the event loop for a second on a busy hub; and before JupyterHub collects its API handlers,
     # so that batchspawner's own (which sets any spawner attribute) is gone before it could be registered.
     import condorhub.spawner.condor.spawner  # noqa: F401
+
+    # The job reports its port to condorhub's own, narrow endpoint (batchspawner's is not registered).
+    from condorhub.spawner.condor.api import PORT_API_PATTERN, PortReportHandler
+    from condorhub.spawner.condor.reconcile import reconcile_at_hub_start
 
     c.JupyterHub.extra_handlers = [*c.JupyterHub.get("extra_handlers", []), (PORT_API_PATTERN, PortReportHandler)]
     # At hub start: remove jobs of this hub that no server owns (servers without a job are cleared by

@@ -59,9 +59,7 @@ class FailedLoginThrottle:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if free_failures < 0 or initial_delay <= 0 or max_delay < initial_delay or window <= 0:
-            raise ValueError(
-                "need free_failures >= 0, initial_delay > 0, max_delay >= initial_delay and window > 0"
-            )
+            raise ValueError("need free_failures >= 0, initial_delay > 0, max_delay >= initial_delay and window > 0")
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
         self.free_failures = free_failures

@@ -78,8 +78,12 @@ class CoursePulls:
     async def _run(self, args: list[str], timeout: float) -> tuple[int, str]:
         # Own session, so a deadline kills git and everything it started.
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, cwd=self.home, start_new_session=True,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=self.home,
+            start_new_session=True,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},  # never wait for a password nobody types
         )
         self._children.add(proc.pid)

@@ -17,8 +17,8 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from condorhub.schema import CoursePublishSettings, CourseSettings
-from .publish import Instructor, PublishError, course_source, publish_folder
 
+from .publish import Instructor, PublishError, course_source, publish_folder
 
 # As LoginNodeSpawner.min_uid: the reader of a publish never runs as root or a system account.
 MIN_UID = 1000
@@ -93,7 +93,9 @@ class CoursePublishHandler(APIHandler):
         if course is None:
             raise web.HTTPError(404, f"There is no course {slug!r}.")
         if course.instructors_group not in _group_names(user):
-            raise web.HTTPError(403, f"Only instructors of {course.title} (group {course.instructors_group}) may publish it.")
+            raise web.HTTPError(
+                403, f"Only instructors of {course.title} (group {course.instructors_group}) may publish it."
+            )
         try:
             body = json.loads(self.request.body or b"{}")
         except json.JSONDecodeError:
@@ -113,7 +115,9 @@ class CoursePublishHandler(APIHandler):
             raise web.HTTPError(409, "Log out and in again: the hub has no record of your home directory.") from None
         if instructor.uid < MIN_UID or instructor.gid < MIN_UID or not os.path.isabs(instructor.home):
             # The folder is read with the instructor's uid: never root or a system account.
-            raise web.HTTPError(403, f"Refusing to publish as uid {instructor.uid}/gid {instructor.gid}: below {MIN_UID}.")
+            raise web.HTTPError(
+                403, f"Refusing to publish as uid {instructor.uid}/gid {instructor.gid}: below {MIN_UID}."
+            )
         try:
             result = await publish_folder(course, self.courses_dir, instructor, folder, self.publish_settings)
         except PublishError as err:

@@ -7,7 +7,14 @@ from pathlib import Path
 from condorhub.schema import SiteConfig
 
 from .handlers import CoursePublishHandler, course_environment, courses_of
-from .publish import PublishError, course_source, prepare_repository_dir, repository_path, service_account, trust_course_repositories
+from .publish import (
+    PublishError,
+    course_source,
+    prepare_repository_dir,
+    repository_path,
+    service_account,
+    trust_course_repositories,
+)
 from .rbac import course_roles
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -52,5 +59,7 @@ def apply_courses(c, site: SiteConfig) -> None:
                 prepare_repository_dir(repository_path(courses_dir, course), account)
         except PublishError as err:
             raise SystemExit(f"condorhub: {err}") from None
-    local = [course_source(courses_dir, course) for course in courses if "://" not in course_source(courses_dir, course)]
+    local = [
+        course_source(courses_dir, course) for course in courses if "://" not in course_source(courses_dir, course)
+    ]
     trust_course_repositories(local)

@@ -111,7 +111,7 @@ def checked_folder(folder: str) -> PurePosixPath:
     path = PurePosixPath(text)
     if not text or path == PurePosixPath("."):
         raise PublishError(
-            "name the folder to publish, e.g. {\"folder\": \"teaching/dl-intro\"}; your whole home (with ~/.ssh "
+            'name the folder to publish, e.g. {"folder": "teaching/dl-intro"}; your whole home (with ~/.ssh '
             "and your other files) is never published"
         )
     if path.is_absolute() or ".." in path.parts:
@@ -151,13 +151,25 @@ async def _run_pipeline(reader_args, reader_ids, writer_args, writer_ids, timeou
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     try:
         reader = await asyncio.create_subprocess_exec(
-            *reader_args, stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE, cwd="/", env=env,
-            process_group=0, **reader_ids,
+            *reader_args,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            cwd="/",
+            env=env,
+            process_group=0,
+            **reader_ids,
         )
         try:
             writer = await asyncio.create_subprocess_exec(
-                *writer_args, stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env=env,
-                process_group=0, **writer_ids,
+                *writer_args,
+                stdin=read_end,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd="/",
+                env=env,
+                process_group=0,
+                **writer_ids,
             )
         except BaseException:
             reader.kill()
@@ -194,9 +206,7 @@ async def publish_folder(
 ) -> dict:
     """Publish ``~instructor/folder`` as the course's next version (one publish per course at a time)."""
     if course.repository:
-        raise PublishError(
-            f"course {course.slug!r} is distributed from {course.repository}; publish by pushing there"
-        )
+        raise PublishError(f"course {course.slug!r} is distributed from {course.repository}; publish by pushing there")
     folder_path = checked_folder(folder)
     account = service_account(settings)
     repo = repository_path(courses_dir, course)
@@ -212,8 +222,11 @@ async def publish_folder(
     async with lock:
         try:
             reader_rc, reader_err, writer_rc, writer_out, writer_err = await _run_pipeline(
-                reader_args, _drop_to(instructor.uid, instructor.gid),
-                writer_args, _drop_to(account.uid, account.gid), timeout,
+                reader_args,
+                _drop_to(instructor.uid, instructor.gid),
+                writer_args,
+                _drop_to(account.uid, account.gid),
+                timeout,
             )
         except TimeoutError:
             raise PublishError(
@@ -246,9 +259,7 @@ def trust_course_repositories(paths: list[str]) -> None:
     listed in `safe.directory`; students' servers clone these as themselves. Only the exact course
     repositories are listed, in the system git config, so the protection stays for everything else.
     """
-    result = subprocess.run(
-        [GIT, "config", "--system", "--get-all", "safe.directory"], capture_output=True, text=True
-    )
+    result = subprocess.run([GIT, "config", "--system", "--get-all", "safe.directory"], capture_output=True, text=True)
     present = set(result.stdout.split())
     for path in paths:
         if path not in present:

@@ -40,7 +40,7 @@ def listing(top: str) -> tuple[list[tuple[str, int, bool]], list[str]]:
 
     for dirpath, dirnames, filenames in os.walk(top, onerror=failed, followlinks=False):
         rel_dir = os.path.relpath(dirpath, top)
-        rel = (lambda name: name) if rel_dir == "." else (lambda name: f"{rel_dir}/{name}")
+        rel = (lambda name: name) if rel_dir == "." else (lambda name: f"{rel_dir}/{name}")  # noqa: B023 - used in this iteration only
         keep = []
         for name in sorted(dirnames):
             st = os.lstat(os.path.join(dirpath, name))

@@ -127,7 +127,9 @@ class StreamReader:
             except ValueError:
                 raise StreamRefused("malformed end record") from None
             if (files, total) != (self.files, self.total):
-                raise StreamRefused(f"the end record counts {files} files / {total} bytes, the stream had {self.files} / {self.total}")
+                raise StreamRefused(
+                    f"the end record counts {files} files / {total} bytes, the stream had {self.files} / {self.total}"
+                )
             if self.source.read(1):
                 raise StreamRefused("data after the end record")
             return None

@@ -72,7 +72,10 @@ def ensure_repository(repo: Path, branch: str) -> None:
     if not (repo / "HEAD").exists():
         subprocess.run(
             ["git", *GIT_SAFETY, "init", "--quiet", "--bare", f"--initial-branch={branch}", str(repo)],
-            env=GIT_ENV, capture_output=True, text=True, check=True,
+            env=GIT_ENV,
+            capture_output=True,
+            text=True,
+            check=True,
         )
 
 
@@ -81,7 +84,10 @@ def import_stream(repo: Path, branch: str, author: str, message: str, reader: st
     pending = f"refs/condorhub/pending-{secrets.token_hex(6)}"
     fast_import = subprocess.Popen(
         ["git", *GIT_SAFETY, f"--git-dir={repo}", "fast-import", "--quiet", "--done"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=GIT_ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=GIT_ENV,
     )
     feed = fast_import.stdin
     entries = []

@@ -41,8 +41,17 @@ __all__ = ["ToscaError", "bundle", "check_inputs", "inventory", "load", "main"]
 # Where tosca/types/indigo_custom_types.yaml's playbooks live; copies are vendored in tosca/types/artifacts/.
 INDIGO_ARTIFACTS = "https://raw.githubusercontent.com/indigo-dc/tosca-types/master/artifacts/"
 
-SIZE_UNITS = {"B": 1, "KB": 1000, "KIB": 1024, "MB": 1000**2, "MIB": 1024**2, "GB": 1000**3, "GIB": 1024**3,
-              "TB": 1000**4, "TIB": 1024**4}
+SIZE_UNITS = {
+    "B": 1,
+    "KB": 1000,
+    "KIB": 1024,
+    "MB": 1000**2,
+    "MIB": 1024**2,
+    "GB": 1000**3,
+    "GIB": 1024**3,
+    "TB": 1000**4,
+    "TIB": 1024**4,
+}
 
 
 class ToscaError(ValueError):
@@ -93,7 +102,7 @@ def _constraint_errors(name: str, kind: str, value: Any, constraints: Sequence[d
 
     errors = []
     for constraint in constraints or []:
-        (op, arg), = constraint.items()
+        ((op, arg),) = constraint.items()
         if op == "valid_values" and value not in arg:
             errors.append(f"input {name}: {value!r} is not one of {arg}")
         elif op == "in_range" and not num(arg[0]) <= num(value) <= num(arg[1]):
@@ -125,8 +134,10 @@ def check_inputs(template: str | Path, inputs: Mapping[str, Any] | None) -> dict
     greater_or_equal, min_length, pattern, ...)."""
     declared = _read(Path(template)).get("topology_template", {}).get("inputs", {}) or {}
     inputs = dict(inputs or {})
-    errors = [f"input {name}: the template has no such input (it has: {', '.join(sorted(declared))})"
-              for name in sorted(set(inputs) - set(declared))]
+    errors = [
+        f"input {name}: the template has no such input (it has: {', '.join(sorted(declared))})"
+        for name in sorted(set(inputs) - set(declared))
+    ]
     values = {}
     for name, spec in declared.items():
         if name in inputs:
@@ -143,7 +154,7 @@ def check_inputs(template: str | Path, inputs: Mapping[str, Any] | None) -> dict
             errors.append(str(err))
             continue
         errors += _constraint_errors(name, spec.get("type", "string"), value, spec.get("constraints"))
-        entry = (spec.get("entry_schema") or {})
+        entry = spec.get("entry_schema") or {}
         if entry.get("constraints"):
             items = value.values() if isinstance(value, dict) else value
             for item in items:
@@ -195,8 +206,9 @@ def _metadata(node) -> dict:
     raise ToscaError(f"type {node.type} has no condorhub_groups metadata")
 
 
-def operation_inputs(tosca, node, addresses: Mapping[str, Sequence[str]],
-                     public: Mapping[str, str] | None = None) -> dict[str, Any]:
+def operation_inputs(
+    tosca, node, addresses: Mapping[str, Sequence[str]], public: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """What Standard.configure of ``node`` passes to its playbook: the operation's inputs evaluated (get_input
     from the inputs, get_property of SELF, get_attribute of a compute node's addresses from ``addresses``)."""
     public = public or {}
@@ -205,7 +217,7 @@ def operation_inputs(tosca, node, addresses: Mapping[str, Sequence[str]],
 
     def evaluate(value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
-            (fn, args), = value.items()
+            ((fn, args),) = value.items()
             if fn == "get_input":
                 return tosca.parsed_params[args] if args in tosca.parsed_params else _input_default(tosca, args)
             if fn == "get_property":
@@ -243,7 +255,7 @@ def _input_default(tosca, name: str) -> Any:
 
 
 def _property(node, name: str) -> Any:
-    raw = (node.entity_tpl.get("properties") or {})
+    raw = node.entity_tpl.get("properties") or {}
     if name in raw:
         return raw[name]
     props = node.type_definition.get_properties_def()
@@ -261,8 +273,12 @@ def _scalable_count(tosca, compute: str) -> int:
     return int(count)
 
 
-def inventory(template: str | Path, inputs: Mapping[str, Any], addresses: Mapping[str, Sequence[str]],
-              public: Mapping[str, str] | None = None) -> dict:
+def inventory(
+    template: str | Path,
+    inputs: Mapping[str, Any],
+    addresses: Mapping[str, Sequence[str]],
+    public: Mapping[str, str] | None = None,
+) -> dict:
     """The Ansible inventory (YAML-able dict) for ``ansible/site.yml`` equivalent to deploying ``template``.
 
     ``addresses``: compute node name → the addresses of its machine(s) (a scalable node needs as many as its
@@ -275,15 +291,19 @@ def inventory(template: str | Path, inputs: Mapping[str, Any], addresses: Mappin
     computes = {n.name for n in tosca.nodetemplates if n.type == "tosca.nodes.indigo.Compute"}
     unknown = sorted(set(addresses) - computes)
     if unknown:
-        raise ToscaError(f"--host names {', '.join(unknown)}, which the template does not have "
-                         f"(its machines: {', '.join(sorted(computes))})")
+        raise ToscaError(
+            f"--host names {', '.join(unknown)}, which the template does not have "
+            f"(its machines: {', '.join(sorted(computes))})"
+        )
     for node in _condorhub_nodes(tosca):
         compute = _host_of(node)
         count = _scalable_count(tosca, compute)
         addrs = list(addresses.get(compute, []))
         if len(addrs) != count:
-            raise ToscaError(f"{compute} has {count} machine(s) with these inputs, but {len(addrs)} address(es) "
-                             f"were given (--host {compute}=ADDR1,ADDR2,...)")
+            raise ToscaError(
+                f"{compute} has {count} machine(s) with these inputs, but {len(addrs)} address(es) "
+                f"were given (--host {compute}=ADDR1,ADDR2,...)"
+            )
         variables = operation_inputs(tosca, node, addresses, public)
         names = _metadata(node)["condorhub_groups"].split()
         if nfs_server_nodes and variables.get("condorhub_nfs_server") and "nfs_server" not in names:
@@ -321,8 +341,16 @@ def bundle(template: str | Path, artifacts_url: str, inputs: Mapping[str, Any] |
             ref = next(iter(imp.values())) if isinstance(imp, dict) else imp
             if "://" not in str(ref):
                 absorb((path.parent / ref).resolve())
-        for section in ("data_types", "artifact_types", "capability_types", "relationship_types",
-                        "interface_types", "node_types", "policy_types", "group_types"):
+        for section in (
+            "data_types",
+            "artifact_types",
+            "capability_types",
+            "relationship_types",
+            "interface_types",
+            "node_types",
+            "policy_types",
+            "group_types",
+        ):
             for name, definition in (types.get(section) or {}).items():
                 definition = copy.deepcopy(definition)
                 if section == "node_types":
@@ -334,7 +362,7 @@ def bundle(template: str | Path, artifacts_url: str, inputs: Mapping[str, Any] |
                                 local = (path.parent / impl).resolve()
                             elif impl and impl.startswith(INDIGO_ARTIFACTS):
                                 # the vendored copy, at the commit the vendored types come from
-                                vendored = repo / "tosca" / "types" / "artifacts" / impl[len(INDIGO_ARTIFACTS):]
+                                vendored = repo / "tosca" / "types" / "artifacts" / impl[len(INDIGO_ARTIFACTS) :]
                                 local = vendored if vendored.is_file() else None
                             if local is not None:
                                 rel = local.relative_to(repo)
@@ -380,16 +408,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in (p_check, p_inv):
         p.add_argument("template")
         p.add_argument("--inputs", help="YAML file with the template's inputs")
-    p_inv.add_argument("--host", action="append", default=[], metavar="NODE=ADDR[,ADDR...]",
-                       help="addresses of a compute node's machine(s), e.g. gpu_worker_server=10.0.0.11,10.0.0.12")
-    p_inv.add_argument("--public", action="append", default=[], metavar="NODE=ADDR",
-                       help="public address of a compute node (default: its first address)")
+    p_inv.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NODE=ADDR[,ADDR...]",
+        help="addresses of a compute node's machine(s), e.g. gpu_worker_server=10.0.0.11,10.0.0.12",
+    )
+    p_inv.add_argument(
+        "--public",
+        action="append",
+        default=[],
+        metavar="NODE=ADDR",
+        help="public address of a compute node (default: its first address)",
+    )
     p_bundle = sub.add_parser("bundle", help="a self-contained template for the IM client")
     p_bundle.add_argument("template")
-    p_bundle.add_argument("--artifacts-url", required=True,
-                          help="where the IM downloads ansible/im/*.yml, e.g. the repository's raw URL at a tag")
-    p_bundle.add_argument("--inputs", help="YAML file with the template's inputs: checked, then written as the "
-                          "inputs' defaults (what the IM deploys with)")
+    p_bundle.add_argument(
+        "--artifacts-url",
+        required=True,
+        help="where the IM downloads ansible/im/*.yml, e.g. the repository's raw URL at a tag",
+    )
+    p_bundle.add_argument(
+        "--inputs",
+        help="YAML file with the template's inputs: checked, then written as the "
+        "inputs' defaults (what the IM deploys with)",
+    )
     p_bundle.add_argument("-o", "--output", help="file to write (default: standard output)")
     args = parser.parse_args(argv)
     try:
@@ -404,12 +448,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs = _read(Path(args.inputs)) if args.inputs else {}
         if args.cmd == "check":
             _, values = load(args.template, inputs)
-            print(f"{args.template}: valid; inputs: {', '.join(f'{k}={v!r}' for k, v in sorted(values.items()) if 'key' not in k and 'password' not in k)}")
+            shown = (f"{k}={v!r}" for k, v in sorted(values.items()) if "key" not in k and "password" not in k)
+            print(f"{args.template}: valid; inputs: {', '.join(shown)}")
             return 0
         public = {k: v[0] for k, v in _pairs(args.public, "--public").items()}
         inv = inventory(args.template, inputs, _pairs(args.host, "--host"), public)
-        sys.stdout.write("# generated by condorhub-deploy tosca inventory from "
-                         f"{args.template}; contains the inputs' secrets: keep it private\n")
+        sys.stdout.write(
+            "# generated by condorhub-deploy tosca inventory from "
+            f"{args.template}; contains the inputs' secrets: keep it private\n"
+        )
         sys.stdout.write(yaml.safe_dump(inv, sort_keys=False))
         return 0
     except ToscaError as err:
