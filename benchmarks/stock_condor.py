@@ -20,9 +20,11 @@ from __future__ import annotations
 from batchspawner import CondorSpawner
 from traitlets import Unicode, default
 
+from condorhub.schema import HTCondorSettings, default_of
+
 
 class StockCondorSpawner(CondorSpawner):
-    worker_env = Unicode("/opt/condorhub/worker-venv", config=True, help="The pool's single-user environment.")
+    worker_env = Unicode(str(default_of(HTCondorSettings, "worker_env")), config=True, help="The pool's single-user environment.")
     home = Unicode("")
     shell = Unicode("")
 

@@ -36,6 +36,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True, validate_default=True)
 
 
+def default_of(model: type[BaseModel], field: str):
+    """The schema's default of ``model.field``, as written in the model (before validation).
+
+    The schema owns the defaults: trait classes (the authenticator, the HTCondor spawner and queue)
+    take theirs from here instead of restating them, so a hub configured in Python and one configured
+    by a site file behave the same (tests/test_drift.py checks every pair).
+    """
+    return model.model_fields[field].get_default(call_default_factory=True)
+
+
 # A memory size as HTCondor and JupyterHub write it: 512M, 4G, 1.5G. Bare numbers are bytes.
 MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -204,7 +214,7 @@ class RoleSettings(Strict):
         default_factory=dict,
         description=(
             "LDAP group name (the group's cn) → condorhub role. A person in several mapped groups has all "
-            "those roles. Allowed roles: student, researcher, instructor, guest, admin."
+            f"those roles. Allowed roles: {', '.join(Role)}."
         ),
     )
     default: Role | None = Field(

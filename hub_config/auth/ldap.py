@@ -71,11 +71,13 @@ from traitlets import Dict, Float, Int, List, Unicode, default, observe, validat
 from condorhub.auth import known_browsers
 from condorhub.auth.client_address import parse_networks, request_client_address, throttle_key
 from condorhub.auth.throttle import FailedLoginThrottle
+from condorhub.schema import GroupSettings, LdapSettings, Role, ThrottleSettings, default_of
 
 __all__ = ["ROLES", "CondorhubLDAPAuthenticator"]
 
-#: The roles condorhub knows; the spawner and the hub's permissions are keyed on them.
-ROLES = ("student", "researcher", "instructor", "guest", "admin")
+#: The roles condorhub knows; the spawner and the hub's permissions are keyed on them. The site file's
+#: schema (:class:`condorhub.schema.Role`) owns the list.
+ROLES = tuple(role.value for role in Role)
 
 NO_ROLE_MESSAGE = (
     "Your account is in none of the groups that may use this hub; "
@@ -174,8 +176,9 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
 
     # ------------------------------------------------------------------ timeouts
 
+    # Defaults that the site file also has come from its schema (default_of), so the two cannot differ.
     connect_timeout = Float(
-        5.0,
+        default_of(LdapSettings, "connect_timeout"),
         config=True,
         help="""
         Seconds to wait for the TCP connection to the LDAP server.
@@ -186,7 +189,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     )
 
     receive_timeout = Float(
-        10.0,
+        default_of(LdapSettings, "receive_timeout"),
         config=True,
         help="""
         Seconds to wait for each answer of the LDAP server (StartTLS, bind, searches).
@@ -283,7 +286,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     # ------------------------------------------------------------------ usernames
 
     valid_username_regex = Unicode(
-        r"^[a-z_][a-z0-9_.-]{0,31}$",
+        default_of(LdapSettings, "valid_username_regex"),
         config=True,
         help="""
         Regex that a username (stripped and lower-cased) must match before LDAP is contacted.
@@ -297,7 +300,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     # ------------------------------------------------------------------ groups and roles
 
     group_membership_attribute = Unicode(
-        "memberOf",
+        default_of(GroupSettings, "membership_attribute"),
         config=True,
         help="""
         Attribute of the user's entry that lists the DNs of the user's groups.
@@ -327,7 +330,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         help="""
         Map of LDAP group cn → condorhub role.
 
-        Roles are: student, researcher, instructor, guest, admin. A user gets the roles of
+        Roles are: {roles}. A user gets the roles of
         all their mapped groups; users in no mapped group get `default_role`, or are refused
         when it is None. Group names match case-insensitively, like cn does in LDAP.
 
@@ -340,7 +343,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             "admins": "admin",
         }
         ```
-        """,
+        """.replace("{roles}", ", ".join(ROLES)),
     )
 
     @validate("group_roles")
@@ -389,7 +392,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     # ------------------------------------------------------------------ throttling
 
     throttle_free_failures = Int(
-        5,
+        default_of(ThrottleSettings, "free_failures"),
         config=True,
         help="""
         Failed logins for one username (within `throttle_window_seconds`) before attempts are slowed.
@@ -402,7 +405,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     )
 
     throttle_free_failures_per_address = Int(
-        50,
+        default_of(ThrottleSettings, "free_failures_per_address"),
         config=True,
         help="""
         Failed logins from one client address before its attempts are slowed.
@@ -415,7 +418,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     )
 
     throttle_known_browser_days = Float(
-        30.0,
+        float(default_of(ThrottleSettings, "known_browser_days")),
         config=True,
         help="""
         Days a browser stays "known" for a user after a successful login; 0 turns this off.
@@ -464,11 +467,13 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     )
 
     throttle_max_delay_seconds = Float(
-        60.0, config=True, help="Cap, in seconds, of the doubling wait between slowed-down attempts."
+        float(default_of(ThrottleSettings, "max_delay_seconds")),
+        config=True,
+        help="Cap, in seconds, of the doubling wait between slowed-down attempts.",
     )
 
     throttle_window_seconds = Float(
-        900.0,
+        float(default_of(ThrottleSettings, "window_seconds")),
         config=True,
         help="Seconds after the last failure at which a username's or address's count is forgotten.",
     )

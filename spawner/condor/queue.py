@@ -32,6 +32,8 @@ from typing import Any
 from traitlets import Float, Unicode, default
 from traitlets.config import SingletonConfigurable
 
+from condorhub.schema import HTCondorSettings, default_of, parse_duration
+
 from .client import CondorClientError, WorkerLane
 from .jobs import IDLE, Job, Phase, Request, queue_position, wait_reason
 
@@ -115,8 +117,9 @@ class HTCondorQueue(SingletonConfigurable):
     def _hub_id_default(self):
         return f"{socket.getfqdn()}:condorhub"
 
+    # Defaults the site file's `htcondor` section also has come from its schema, so they cannot differ.
     poll_interval = Float(
-        5.0,
+        float(default_of(HTCondorSettings, "poll_interval")),
         config=True,
         help="""
         Seconds between refreshes while the hub has jobs in the queue. Each refresh is one schedd query
@@ -135,7 +138,7 @@ class HTCondorQueue(SingletonConfigurable):
     )
 
     query_timeout = Float(
-        20.0,
+        float(default_of(HTCondorSettings, "query_timeout")),
         config=True,
         help="""
         Seconds a schedd or collector query may take. A slower one counts as failed: the view becomes
@@ -145,7 +148,7 @@ class HTCondorQueue(SingletonConfigurable):
     )
 
     unknown_grace = Float(
-        600.0,
+        float(parse_duration(default_of(HTCondorSettings, "unknown_grace"))),
         config=True,
         help="""
         Seconds the queue may stay unknown (queries failing or timing out) before servers whose jobs

@@ -32,7 +32,7 @@ from jupyterhub.apihandlers import default_handlers
 from tornado import web
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
-from condorhub.schema import parse_duration, parse_memory
+from condorhub.schema import HTCondorSettings, default_of, parse_duration, parse_memory
 
 from ..loginnode import PosixIdentity
 from .client import CondorClientError
@@ -69,8 +69,9 @@ class SpawnFailed(web.HTTPError):
 class HTCondorSpawner(BatchSpawnerBase):
     """Run ``jupyterhub-singleuser`` as an HTCondor job owned by the user."""
 
+    # Defaults the site file's `htcondor` section also has come from its schema, so they cannot differ.
     worker_env = Unicode(
-        "/opt/condorhub/worker-venv",
+        str(default_of(HTCondorSettings, "worker_env")),
         config=True,
         help="""
         Python environment (virtualenv prefix) on the execute nodes with condorhub, jupyterhub and
@@ -81,7 +82,7 @@ class HTCondorSpawner(BatchSpawnerBase):
     )
 
     queue_timeout = Integer(
-        3600,
+        parse_duration(default_of(HTCondorSettings, "queue_timeout")),
         config=True,
         help="""
         Seconds a server's job may wait in the queue (e.g. for a free GPU), counted from submission.
@@ -91,7 +92,7 @@ class HTCondorSpawner(BatchSpawnerBase):
     )
 
     startup_timeout = Integer(
-        300,
+        parse_duration(default_of(HTCondorSettings, "startup_timeout")),
         config=True,
         help="""
         Seconds from the job starting to run on its node until its launcher reports the server's port.
