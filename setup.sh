@@ -102,11 +102,14 @@ case "${1:-}" in
         install_python "[deploy]"
         install_proxy
         step "starting the demo (OpenLDAP with demo users, JupyterHub, proxy)"
-        exec "$VENV/bin/condorhub" demo up
+        # devstack/ (the demo machinery) is not in the wheel: it runs from this checkout.
+        cd "$REPO"
+        PYTHONPATH="$REPO" exec "$VENV/bin/python" -m devstack up
         ;;
     demo-down)
         need_root
-        exec "$VENV/bin/condorhub" demo down
+        cd "$REPO"
+        PYTHONPATH="$REPO" exec "$VENV/bin/python" -m devstack down
         ;;
     test)
         need_root
@@ -129,7 +132,7 @@ case "${1:-}" in
         exit $rc
         ;;
     *)
-        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
         exit 64
         ;;
 esac

@@ -4,7 +4,7 @@ CondorSpawner, in the same run, on the same real pool.
     /opt/condorhub/venv/bin/python benchmarks/condor_spawn.py [--servers 20] [--poll-interval 5] [--window 30]
 
 Sets up everything itself, like the tests: a throw-away OpenLDAP with N students (bench01...), the real
-HTCondor pool of condorhub.demo.pool (its Debian root, nslcd, homes bind-mounted; N+2 CPU slots), and
+HTCondor pool of devstack.pool (its Debian root, nslcd, homes bind-mounted; N+2 CPU slots), and
 for each spawner a real hub behind configurable-http-proxy. N clients log in, then all request a server
 at the same moment (REST API) and read the spawn page's event stream until "ready". Once all run, the
 hub is left alone for --window seconds. Reported per spawner:
@@ -46,16 +46,16 @@ from pathlib import Path
 import requests
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' hub harness (Hub, HubClient, demo_site)
+sys.path.insert(0, str(HERE.parent))  # the checkout: devstack/ and the tests' hub harness (tests/support/hub.py)
 sys.path.insert(0, str(HERE))
 
-from hub_harness import Hub, HubClient, demo_site  # noqa: E402
 from stock_condor import stock_args  # noqa: E402
 
-from condorhub.demo import node_root as wr  # noqa: E402
-from condorhub.demo.directory import DEMO_GID_NUMBER, DemoUser, directory_ldif, ssha_password  # noqa: E402
-from condorhub.demo.pool import HTCondorPool  # noqa: E402
-from condorhub.demo.slapd import OpenLDAPServer  # noqa: E402
+from devstack import node_root as wr  # noqa: E402
+from devstack.directory import DEMO_GID_NUMBER, DemoUser, directory_ldif, ssha_password  # noqa: E402
+from devstack.pool import HTCondorPool  # noqa: E402
+from devstack.slapd import OpenLDAPServer  # noqa: E402
+from tests.support.hub import Hub, HubClient, demo_site  # noqa: E402
 
 LOG_TIME = re.compile(r"^\[\w (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})")
 

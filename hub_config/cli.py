@@ -1,11 +1,13 @@
-"""The `condorhub` command: inspect the site file, run the hub, run the one-machine demo.
+"""The `condorhub` command: inspect the site file, run the hub.
 
     condorhub config check [--site FILE]    validate; exit 2 with every problem listed
     condorhub config show  [--site FILE]    the configuration as loaded, defaults filled in (YAML)
     condorhub config schema                 JSON Schema of the site file, every key documented
     condorhub config example                the documented example site file
     condorhub hub [--site FILE] [-- JUPYTERHUB ARGS]   run JupyterHub with condorhub's configuration
-    condorhub demo {up,down,status}         the whole system on this machine with demo users
+
+The one-machine demo is development machinery, not part of the product: `./setup.sh demo` runs it from
+the checkout (devstack/, `python -m devstack up`).
 """
 
 from __future__ import annotations
@@ -72,12 +74,6 @@ def _hub(args) -> int:
     os.execve(argv[0], argv, env)
 
 
-def _demo(args) -> int:
-    from .demo import run as demo
-
-    return {"up": demo.up, "down": demo.down, "status": demo.status}[args.action]()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="condorhub", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,9 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("jupyterhub_args", nargs=argparse.REMAINDER, help="passed on to jupyterhub")
     hub.set_defaults(func=_hub)
 
-    demo = sub.add_parser("demo", help="the whole system on this machine, with demo users")
-    demo.add_argument("action", choices=["up", "down", "status"])
-    demo.set_defaults(func=_demo)
     return parser
 
 

@@ -1,79 +1,9 @@
-"""Shared fixtures: a real OpenLDAP (slapd) seeded with the demo directory, and authenticators for it."""
+"""The suite's shared fixtures, registered once here as plugins (the modules live in tests/support/)."""
 
-from __future__ import annotations
-
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
-import pytest
-
-from condorhub.auth import CondorhubLDAPAuthenticator
-from condorhub.demo.directory import DEMO_USERS, GROUP_ROLES, directory_ldif
-from condorhub.demo.slapd import OpenLDAPServer
-from ansible_fixtures import ansible_base_root  # noqa: E402,F401  (the ansible tests' fixtures, tests/ansible_fixtures.py)
-
-pytest_plugins = ["condor_fixtures"]  # the real HTCondor pool (tests/condor_fixtures.py)
-
-#: The demo's group → role mapping, as the hub configuration uses it.
-DEMO_GROUP_ROLES = GROUP_ROLES
-
-
-def scratch_dir(prefix: str) -> Path:
-    """A world-traversable folder under /var/tmp (pytest's tmp is 0700 and its paths are too
-    long for a unix socket); the caller removes it."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
-    path.chmod(0o755)
-    return path
-
-
-def start_seeded_slapd(base_dir: Path, home_base: Path, **kwargs) -> OpenLDAPServer:
-    """Start a slapd in ``base_dir`` holding the demo directory, homes under ``home_base``."""
-    server = OpenLDAPServer(base_dir, **kwargs).start()
-    server.add_ldif(directory_ldif(server.suffix, DEMO_USERS, home_base=str(home_base)))
-    return server
-
-
-@pytest.fixture(scope="session")
-def ldap_home_base():
-    """The folder the demo users' homeDirectory values point into (world-traversable, not created per user)."""
-    root = scratch_dir("condorhub-test-")
-    home = root / "home"
-    home.mkdir(mode=0o755)
-    yield home
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def slapd(ldap_home_base):
-    """A running OpenLDAP seeded with the demo directory (alice, bob, carol, dave), for the whole session."""
-    base = scratch_dir("condorhub-slapd-")
-    server = start_seeded_slapd(base, ldap_home_base)
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def make_authenticator(slapd: OpenLDAPServer, **overrides) -> CondorhubLDAPAuthenticator:
-    """A CondorhubLDAPAuthenticator for ``slapd`` with the demo's group roles; ``overrides`` set traits.
-
-    The test servers speak plain LDAP, hence tls_strategy="insecure" unless overridden.
-    """
-    settings = {
-        "server_address": "127.0.0.1",
-        "server_port": slapd.port,
-        "tls_strategy": "insecure",
-        "bind_dn_template": [f"uid={{username}},ou=people,{slapd.suffix}"],
-        "group_roles": DEMO_GROUP_ROLES,
-        "connect_timeout": 2,
-        "receive_timeout": 2,
-    }
-    settings.update(overrides)
-    return CondorhubLDAPAuthenticator(**settings)
-
-
-@pytest.fixture(name="make_authenticator")
-def make_authenticator_fixture():
-    """The :func:`make_authenticator` helper, for tests that prefer a fixture to an import."""
-    return make_authenticator
+pytest_plugins = [
+    "tests.support.ldap",  # slapd with the demo directory, ldap_home_base, make_authenticator
+    "tests.support.condor",  # condor_pool: the real HTCondor pool (devstack.pool)
+    "tests.support.ansible",  # ansible_base_root: the bare Debian 13 root the ansible tests deploy into
+    "tests.support.im",  # im: a real Infrastructure Manager on loopback
+    "tests.support.jupyter",  # a real jupyter-server with condorhub.lab (jp_serverapp, api, run, ...)
+]

@@ -1,5 +1,5 @@
 """The Ansible roles applied for real: ``ansible-playbook site.yml`` with the all-in-one inventory into a
-fresh Debian 13 root (debootstrap, see ansible_fixtures.py), through the ``community.general.chroot``
+fresh Debian 13 root (debootstrap, see tests/support/ansible.py), through the ``community.general.chroot``
 connection. Nothing is mocked: apt installs slapd, nslcd, HTCondor and Debian's configurable-http-proxy,
 pip builds the hub's and the worker's environments from a wheel of this checkout.
 
@@ -22,14 +22,15 @@ import time
 from pathlib import Path
 
 import pytest
-from ansible_fixtures import (ANSIBLE_DIR, CACHE_DIR, REPO, TEST_PROFILES, alice_starts_a_gpu_server, cmdline, free_port,
-                              in_root, keep_logs, process_uid, target_root, wait_for_pool, wait_for_user)
 
-from condorhub.demo import node_root as nr
-from condorhub.demo import playbook
-from condorhub.demo.directory import DEMO_GID_NUMBER, DEMO_POSIX_GROUP, DEMO_USERS, GROUP_ROLES
-from condorhub.demo.playbook import PlaybookRun
-from condorhub.demo.services import start_services
+from devstack import node_root as nr
+from devstack import playbook
+from devstack.directory import DEMO_GID_NUMBER, DEMO_POSIX_GROUP, DEMO_USERS, GROUP_ROLES
+from devstack.playbook import PlaybookRun
+from devstack.services import start_services
+from tests.support.ansible import (ANSIBLE_DIR, CACHE_DIR, REPO, TEST_PROFILES, alice_starts_a_gpu_server, cmdline, in_root,
+                                   keep_logs, process_uid, target_root, wait_for_pool, wait_for_user)
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.ansible]
 

@@ -1,5 +1,5 @@
 """The cluster inventory's layout applied for real: a central manager, the hub (submit host) and a GPU worker,
-each a fresh Debian 13 root of its own (see ansible_fixtures.py), deployed by one ``ansible-playbook site.yml``
+each a fresh Debian 13 root of its own (see tests/support/ansible.py), deployed by one ``ansible-playbook site.yml``
 run over the ``community.general.chroot`` connection.
 
 What the all-in-one test cannot show, this one does: the paths of the roles that only run when machines are
@@ -32,15 +32,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_fixtures import (ANSIBLE_DIR, CACHE_DIR, REPO, TEST_PROFILES, alice_starts_a_gpu_server, cmdline, free_port,
-                              in_root, keep_logs, process_uid, target_root, wait_for_pool, wait_for_user)
 
-from condorhub.demo import node_root as nr
-from condorhub.demo import playbook
-from condorhub.demo.accounts import ensure_service_account
-from condorhub.demo.directory import DEMO_USERS, GROUP_ROLES
-from condorhub.demo.playbook import PlaybookRun
-from condorhub.demo.services import start_services
+from devstack import node_root as nr
+from devstack import playbook
+from devstack.accounts import ensure_service_account
+from devstack.directory import DEMO_USERS, GROUP_ROLES
+from devstack.playbook import PlaybookRun
+from devstack.services import start_services
+from tests.support.ansible import (ANSIBLE_DIR, CACHE_DIR, REPO, TEST_PROFILES, alice_starts_a_gpu_server, cmdline, in_root,
+                                   keep_logs, process_uid, target_root, wait_for_pool, wait_for_user)
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.ansible]
 

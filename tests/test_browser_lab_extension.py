@@ -15,13 +15,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from browser import chromium_page, screenshot
-from conftest import scratch_dir
-from hub_harness import Hub, demo_site
 
-from condorhub.demo.directory import DEMO_USERS
+from devstack.directory import DEMO_USERS
 from condorhub.lab.scan.sample import bar_png, make_scan
 from condorhub.lab.tensorboard.sample import write_scalars
+from tests.support.browser import chromium_page, screenshot
+from tests.support.hub import Hub, demo_site
+from tests.support.scratch import scratch_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.ldap]
 

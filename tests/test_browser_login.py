@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from browser import chromium_page, screenshot
-from conftest import scratch_dir
-from hub_harness import Hub, demo_site
+
+from tests.support.browser import chromium_page, screenshot
+from tests.support.hub import Hub, demo_site
+from tests.support.scratch import scratch_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.ldap]
 

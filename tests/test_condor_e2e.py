@@ -23,10 +23,10 @@ import htcondor2
 import pytest
 import requests
 import websocket
-from conftest import scratch_dir
-from hub_harness import Hub, HubClient, demo_site
 
-from condorhub.demo import node_root as wr
+from devstack import node_root as wr
+from tests.support.hub import Hub, HubClient, demo_site
+from tests.support.scratch import scratch_dir
 
 pytestmark = [pytest.mark.condor, pytest.mark.e2e, pytest.mark.ldap]
 

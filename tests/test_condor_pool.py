@@ -1,4 +1,4 @@
-"""The real HTCondor pool of the tests and the demo (condorhub.demo.pool), used the way the hub uses
+"""The real HTCondor pool of the tests and the demo (devstack.pool), used the way the hub uses
 it: from the host, through the htcondor2 bindings, authenticated with the hub's IDTOKEN, submitting
 as queue super user on behalf of LDAP users (``+Owner``)."""
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from condorhub.demo import node_root
-from condorhub.demo.directory import DEMO_USERS
-from condorhub.demo.pool import HTCondorPool, PoolError
+from devstack import node_root
+from devstack.directory import DEMO_USERS
+from devstack.pool import HTCondorPool, PoolError
 
 import htcondor2  # a condorhub dependency: missing means a broken install, which must fail
 
@@ -204,8 +204,10 @@ def test_single_user_environment_has_this_checkout(condor_pool):
                                   user="alice").stdout.split()
     assert out[0].startswith("/opt/condorhub/worker-venv/lib/")
     # ... this checkout's code, not the one the cached root was built with
-    installed = condor_pool.root / Path(out[0]).parent.relative_to("/") / "demo/pool.py"
-    assert installed.read_bytes() == (REPO / "hub_config/demo/pool.py").read_bytes()
+    installed = condor_pool.root / Path(out[0]).parent.relative_to("/") / "spawner/condor/launcher.py"
+    assert installed.read_bytes() == (REPO / "spawner/condor/launcher.py").read_bytes()
+    # ... and only the product: the dev machinery (devstack/) is not in the wheel.
+    assert not (condor_pool.root / Path(out[0]).parent.relative_to("/") / "demo").exists()
     assert out[1].split(".")[0] == "6" and out[2].startswith("1.3")
     assert (condor_pool.root / "opt/condorhub/worker-venv/bin/batchspawner-singleuser").exists()
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import scratch_dir
 from tornado import web
 
 from condorhub.spawner.condor import launcher
@@ -27,6 +26,7 @@ from condorhub.spawner.condor.secretfile import (
 )
 from condorhub.spawner.condor.submit import JobSpec, SubmitError, condor_arguments, parse_extra, submit_description
 from condorhub.spawner.profiles import condor_overrides
+from tests.support.scratch import scratch_dir
 
 USER_UID, USER_GID = 10001, 10000  # alice in the demo directory (need not exist in this machine's passwd)
 

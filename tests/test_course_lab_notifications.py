@@ -9,26 +9,21 @@ server accepts and never answers (still pulling while she works), one whose serv
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
-from browser import chromium_page, screenshot
-from conftest import scratch_dir
-from course_helpers import SilentGitDaemon
-from hub_harness import Hub, demo_site
+
+from tests.support.browser import chromium_page, screenshot
+from tests.support.courses import SilentGitDaemon
+from tests.support.hub import Hub, demo_site
+from tests.support.ports import free_port
+from tests.support.scratch import scratch_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.ldap]
 
 GIT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@x"}
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # nothing listens there once the socket is closed
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +43,7 @@ def hub(slapd):
     site["courses"] = [
         {"slug": "lesson", "title": "Lesson", "repository": str(work / "lesson.git"), **common},
         {"slug": "mirrored", "title": "Mirrored", "repository": f"git://127.0.0.1:{daemon.port}/m.git", **common},
-        {"slug": "broken", "title": "Broken", "repository": f"git://127.0.0.1:{closed_port()}/b.git", **common},
+        {"slug": "broken", "title": "Broken", "repository": f"git://127.0.0.1:{free_port()}/b.git", **common},  # nothing listens there
     ]
     hub = Hub(work, site).start()
     yield hub

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import scratch_dir
-from course_helpers import crafted_stream, ensure_course_account, git_out
 
 from condorhub.courses import stream
 from condorhub.courses.publish import PublishError, checked_folder, prepare_repository_dir, ServiceAccount
+from tests.support.courses import crafted_stream, ensure_course_account, git_out
+from tests.support.scratch import scratch_dir
 
 LIMITS = ["1000000", "50"]  # 1 MB, 50 files
 

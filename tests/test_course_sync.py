@@ -12,8 +12,8 @@ import subprocess
 import time
 
 import pytest
-from course_helpers import SilentGitDaemon
-from jupyter_fixtures import *  # noqa: F403
+
+from tests.support.courses import SilentGitDaemon
 
 GIT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@x"}

@@ -15,8 +15,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import scratch_dir
-from course_helpers import (
+
+from tests.support.courses import (
     SilentGitDaemon,
     crafted_stream,
     ensure_course_account,
@@ -24,7 +24,8 @@ from course_helpers import (
     process_exists,
     start_takeover,
 )
-from hub_harness import Hub, HubClient, demo_site
+from tests.support.hub import Hub, HubClient, demo_site
+from tests.support.scratch import scratch_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ldap]
 

@@ -13,8 +13,10 @@ import time
 
 import pytest
 import requests
-from conftest import scratch_dir, start_seeded_slapd
-from hub_harness import Hub, demo_site
+
+from tests.support.hub import Hub, demo_site
+from tests.support.ldap import start_seeded_slapd
+from tests.support.scratch import scratch_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ldap]
 

@@ -25,13 +25,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import scratch_dir
-from hub_harness import Hub, HubClient, demo_site
 from requests.adapters import HTTPAdapter
 
 from condorhub.auth.known_browsers import COOKIE_NAME
-from condorhub.demo.directory import DEMO_GID_NUMBER, DEMO_USERS, DemoUser, directory_ldif, ssha_password
-from condorhub.demo.slapd import OpenLDAPServer
+from devstack.directory import DEMO_GID_NUMBER, DEMO_USERS, DemoUser, directory_ldif, ssha_password
+from devstack.slapd import OpenLDAPServer
+from tests.support.hub import Hub, HubClient, demo_site
+from tests.support.scratch import scratch_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ldap]
 

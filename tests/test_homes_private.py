@@ -2,7 +2,7 @@
 
 The demo's users, like many sites', share one primary group (``condorhub``, gid 10000), so a home that is
 0755 or 0750 is everyone's. condorhub creates homes 0700 wherever it creates them (the login-node and
-HTCondor spawners, :func:`condorhub.demo.accounts.ensure_homes`), and the servers it starts run with umask
+HTCondor spawners, :func:`devstack.accounts.ensure_homes`), and the servers it starts run with umask
 077, so even a file a user's code writes outside the home is that user's alone.
 
 Each test is the attack, for real: bob, with the credentials his own login-node server runs with (uid and
@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import scratch_dir
-from hub_harness import Hub, demo_site
 
-from condorhub.demo.accounts import HOME_MODE, ensure_homes
-from condorhub.demo.directory import DEMO_USERS, DemoUser
+from devstack.accounts import HOME_MODE, ensure_homes
+from devstack.directory import DEMO_USERS, DemoUser
+from tests.support.hub import Hub, demo_site
+from tests.support.scratch import scratch_dir
 
 USERS = {u.uid: u for u in DEMO_USERS}
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}

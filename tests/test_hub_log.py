@@ -1,5 +1,5 @@
 """The hub's log is not world-readable: the demo's /var/log/condorhub/hub.log and the start scripts'
-output (:mod:`condorhub.demo.logfile`) are 0640 root:adm, also when an older run left them 0644. Each
+output (:mod:`devstack.logfile`) are 0640 root:adm, also when an older run left them 0644. Each
 test reads the file as another user (``nobody``) for real; a 0644 file beside it shows that user could."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import scratch_dir
 
-from condorhub.demo.logfile import open_log
-from condorhub.demo.run import open_hub_log
+from devstack.logfile import open_log
+from devstack.run import open_hub_log
+from tests.support.scratch import scratch_dir
 
 NOBODY = "nobody"
 

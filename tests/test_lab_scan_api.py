@@ -7,7 +7,6 @@ import os
 import time
 
 import pytest
-from jupyter_fixtures import *  # noqa: F403
 
 from condorhub.lab.scan.sample import make_large_scan, make_scan
 

@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from jupyter_fixtures import *  # noqa: F403
 
 from condorhub.lab.tensorboard.sample import write_scalars
-from tensorboard_probe import tcp_listen_ports, unix_get
+from tests.support.tensorboard_probe import tcp_listen_ports, unix_get
 
 
 def alive(pid: int) -> bool:

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from tensorboard_probe import tcp_get, tcp_listen_ports
 
-from condorhub.lab.tensorboard.manager import free_port
 from condorhub.lab.tensorboard.sample import write_scalars
+from tests.support.ports import free_port
+from tests.support.tensorboard_probe import tcp_get, tcp_listen_ports
 
-PROBE = Path(__file__).with_name("tensorboard_probe.py")
+PROBE = Path(__file__).parent / "support" / "tensorboard_probe.py"
 INFO_DIR = Path("/tmp/.tensorboard-info")  # tensorboard.manager's default: tempfile.gettempdir()/.tensorboard-info
 
 

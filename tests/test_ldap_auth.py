@@ -14,9 +14,11 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import DEMO_GROUP_ROLES, make_authenticator, scratch_dir, start_seeded_slapd
 from tornado import web
 from tornado.httputil import HTTPHeaders
+
+from tests.support.ldap import DEMO_GROUP_ROLES, make_authenticator, start_seeded_slapd
+from tests.support.scratch import scratch_dir
 
 pytestmark = pytest.mark.ldap
 
@@ -311,7 +313,7 @@ def scratch_slapd(ldap_home_base):
 
 
 async def test_account_without_posix_identity_is_refused_with_a_reason(scratch_slapd):
-    from condorhub.demo.directory import ssha_password
+    from devstack.directory import ssha_password
 
     scratch_slapd.add_ldif(
         f"dn: uid=erin,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: erin\ncn: Erin\nsn: Erin\n"

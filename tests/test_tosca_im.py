@@ -1,4 +1,4 @@
-"""tosca/ on a real Infrastructure Manager (IM 2.0.0 with its Dummy cloud, tests/im_fixtures.py), the way ops
+"""tosca/ on a real Infrastructure Manager (IM 2.0.0 with its Dummy cloud, tests/support/im.py), the way ops
 deploy on INFN Cloud: ``condorhub-deploy tosca bundle --inputs`` makes the template IM takes (types inlined,
 playbooks under --artifacts-url, input values as the inputs' defaults), then IM's REST API or ``im_client``
 creates, scales and destroys the infrastructure.
@@ -19,10 +19,10 @@ import time
 
 import pytest
 import yaml
-from im_fixtures import IMServer, im  # noqa: F401  (the session's IM)
-from test_tosca_templates import ALL_IN_ONE_INPUTS, CLUSTER_INPUTS, REPO, TOSCA
 
 from condorhub.deploy import tosca as deploy
+from tests.support.im import IMServer
+from tests.support.tosca import ALL_IN_ONE_INPUTS, CLUSTER_INPUTS, REPO, TOSCA
 
 pytestmark = [pytest.mark.tosca]
 

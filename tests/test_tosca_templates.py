@@ -17,24 +17,13 @@ import pytest
 import yaml
 
 from condorhub.deploy import tosca as deploy
+from tests.support.tosca import ALL_IN_ONE_INPUTS, CLUSTER_INPUTS, REPO, TOSCA
 
 pytestmark = [pytest.mark.tosca]
 
-REPO = Path(__file__).resolve().parents[1]
-TOSCA = REPO / "tosca"
 ANSIBLE = REPO / "ansible"
 TEMPLATES = sorted(TOSCA.glob("*.yaml"))
 
-CLUSTER_INPUTS = {
-    "ldap_url": "ldap://ldap.physik.example.org",
-    "ldap_base": "dc=physik,dc=example,dc=org",
-    "domain": "physik.example.org",
-    "condor_signing_key": "a-long-enough-signing-key",
-    "num_workers": 3,
-    "gpus_per_worker": 2,
-    "admin_users": ["opsadmin"],
-}
-ALL_IN_ONE_INPUTS = {"ldap_admin_password": "a-good-admin-pw", "condor_signing_key": "a-long-enough-signing-key"}
 ADDRESSES = {
     "hub_server": ["10.0.0.2"],
     "central_manager_server": ["10.0.0.3"],

@@ -2,7 +2,7 @@
 
 The data is plain Python so that tests can reuse it (and override passwords) while the demo
 loads exactly the same people. Nothing here talks to a server: :func:`directory_ldif` only
-builds text, which :meth:`condorhub.demo.slapd.OpenLDAPServer.add_ldif` then adds through the
+builds text, which :meth:`devstack.slapd.OpenLDAPServer.add_ldif` then adds through the
 running server (never with slapadd, which would bypass the memberof overlay).
 
 Layout under the suffix::

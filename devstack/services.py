@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from condorhub.demo.logfile import open_log
-from condorhub.demo.node_root import chroot_env
+from devstack.logfile import open_log
+from devstack.node_root import chroot_env
 
 __all__ = ["Service", "ServiceError", "rendered_services", "start_services"]
 

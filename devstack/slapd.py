@@ -35,7 +35,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from condorhub.demo.directory import ssha_password
+from devstack.directory import ssha_password
 
 __all__ = ["OpenLDAPServer", "SlapdError"]
 

@@ -1,12 +1,12 @@
 """Session fixture ``condor_pool``: a real HTCondor pool (the demo's GPU execute node) for the tests.
 
 The pool is what ops deploy: condorhub's Ansible roles (ansible/site.yml) put HTCondor, nslcd and the
-worker environment into a Debian 13 root (:mod:`condorhub.demo.node_root`, cached; ~3 min on first use),
+worker environment into a Debian 13 root (:mod:`devstack.node_root`, cached; ~3 min on first use),
 and every session applies site.yml again with its own settings before starting the daemons the roles
 rendered. Users resolve through nslcd from the session's ``slapd`` (the demo directory: alice, bob,
 carol, dave), with their homes under ``ldap_home_base`` bind-mounted at the same path; accounting groups
 with dynamic quotas as in the all-in-one inventory. The pool listens on a free loopback port (the demo's
-pool may run beside it on 9618). Register this file as a plugin (``pytest_plugins = ["condor_fixtures"]``).
+pool may run beside it on 9618). tests/conftest.py registers this module as a plugin.
 
 While the fixture is active, ``CONDOR_CONFIG`` in this process points at the pool's host-side
 client configuration (IDTOKENS with the hub's token) and ``htcondor2`` has been reloaded with it,
@@ -17,42 +17,31 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from condorhub.demo.accounts import ensure_homes, ensure_service_account
-from condorhub.demo.directory import DEMO_USERS
-from condorhub.demo.pool import HTCondorPool
+from devstack.accounts import ensure_homes, ensure_service_account
+from devstack.directory import DEMO_USERS
+from devstack.pool import HTCondorPool
+
+from .ports import free_port
+from .scratch import scratch_dir
 
 
 #: The accounting groups the condor tests' site file charges (test_condor_e2e) and their shares.
 GROUP_QUOTAS = {"group_students": 0.5, "group_researchers": 0.5}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _scratch(prefix: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
-    path.chmod(0o755)
-    return path
-
-
 @pytest.fixture(scope="session")
 def condor_pool(slapd, ldap_home_base):
-    """A running :class:`~condorhub.demo.pool.HTCondorPool` (2 simulated GPUs) for the session."""
+    """A running :class:`~devstack.pool.HTCondorPool` (2 simulated GPUs) for the session."""
     if os.geteuid() != 0:
         pytest.fail("the HTCondor pool needs root (debootstrap, chroot, mounts): run the tests as root")
     ensure_homes(DEMO_USERS, ldap_home_base)
     nslcd_dn, nslcd_password = ensure_service_account(slapd, "nslcd", "NSS lookups of the GPU nodes")
-    run_dir = _scratch("condorhub-pool-")
+    run_dir = scratch_dir("condorhub-pool-")
     pool = HTCondorPool(
         run_dir,
         ldap_uri=slapd.uri,
@@ -61,7 +50,7 @@ def condor_pool(slapd, ldap_home_base):
         probe_user=DEMO_USERS[0].uid,
         ldap_bind_dn=nslcd_dn,
         ldap_bind_password=nslcd_password,
-        port=_free_port(),
+        port=free_port(),
         group_quotas=GROUP_QUOTAS,
     )
     saved = os.environ.get("CONDOR_CONFIG")
@@ -89,7 +78,7 @@ def condor_pool(slapd, ldap_home_base):
 def _keep_logs(pool: HTCondorPool) -> None:
     """The run's ansible-playbook log, the daemons' output and condor's logs, for a look after the run
     (test-artifacts/condor-pool/; no secrets: the inventory and the tokens stay behind)."""
-    dest = Path(__file__).resolve().parents[1] / "test-artifacts" / "condor-pool"
+    dest = Path(__file__).resolve().parents[2] / "test-artifacts" / "condor-pool"
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for log in [pool.run_dir / "ansible-apply.log", *(pool.run_dir / "services").glob("*.log"),

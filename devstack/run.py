@@ -1,4 +1,4 @@
-"""`condorhub demo up|down|status`: the whole system on one machine, with the demo users.
+"""`python -m devstack up|down|status` (what `./setup.sh demo` runs): the whole system on one machine, with the demo users.
 
 Everything lives under /var/lib/condorhub-demo (directory data, hub state, the demo site file) and logs go
 to /var/log/condorhub. `up` restarts whatever already runs, so it is safe to re-run; the directory and the
@@ -204,7 +204,7 @@ def _start_hub(site_file: Path) -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives this command; `demo down` stops the whole group
+            start_new_session=True,  # outlives this command; `devstack down` stops the whole group
         )
     PIDS["hub"].write_text(str(proc.pid))
     import urllib.request
@@ -223,7 +223,7 @@ def _start_hub(site_file: Path) -> None:
 
 def up() -> int:
     if os.geteuid() != 0:
-        raise SystemExit("condorhub demo up: run as root (servers run as the demo users' uids)")
+        raise SystemExit("devstack up: run as root (servers run as the demo users' uids)")
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     down(quiet=True)
     server = _start_ldap()

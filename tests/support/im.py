@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.server
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -28,7 +27,9 @@ from pathlib import Path
 import pytest
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
+from .ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
 IM_VENV = Path(os.environ.get("CONDORHUB_PREFIX", "/opt/condorhub")) / "im-venv"
 IM_VERSION = "2.0.0"
 # An IM user (any name and password: no USER_DB) and the Dummy cloud, as im_client's auth file writes them.
@@ -47,12 +48,6 @@ from IM.im_service import main
 sys.argv = sys.argv[:1]
 main()
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -110,7 +105,7 @@ def im(tmp_path_factory):
                     f"({'no venv' if probe is None else (probe.stderr.strip() or probe.stdout.strip())[-300:]}): "
                     "run `./setup.sh test` (its step 'Infrastructure Manager', function install_im)")
     workdir = tmp_path_factory.mktemp("im")
-    port = _free_port()
+    port = free_port()
     (workdir / "im.cfg").write_text(f"""[im]
 REST_ADDRESS = 127.0.0.1
 REST_PORT = {port}

@@ -1,7 +1,7 @@
 """The root file system of the demo/test GPU node, deployed by condorhub's own Ansible roles.
 
 Debian 12 (bookworm, the host) has no HTCondor package; Debian 13 (trixie) packages 23.9. So the GPU
-node is a trixie root in which the daemons run via ``chroot`` (:mod:`condorhub.demo.pool` runs them).
+node is a trixie root in which the daemons run via ``chroot`` (:mod:`devstack.pool` runs them).
 What is installed and configured in it is not written here: ``ansible-playbook ansible/site.yml`` deploys
 it, with the roles ops use (condorhub_base, ldap_client, htcondor, worker_env) through the
 ``community.general.chroot`` connection, so the tests exercise what ops deploy. Two cached roots:
@@ -23,7 +23,7 @@ roles it applies, condorhub's dependencies), so a changed role builds a new root
 temporary folder and is renamed into place only when complete. ``.deb`` files are cached in
 ``<cache>/apt-trixie``, pip downloads in ``<cache>/pip``.
 
-CLI: ``python -m condorhub.demo.pool build`` (see pool.py).
+CLI: ``python -m devstack.pool build`` (see pool.py).
 """
 
 from __future__ import annotations
@@ -119,16 +119,11 @@ def _source_checkout() -> Path:
     """The condorhub checkout the node's wheel and roles come from.
 
     ``$CONDORHUB_SOURCE`` when set (setup.sh sets it to the checkout it installs from); otherwise the
-    checkout this module lives in (an editable install). A regular install lives in site-packages, which
-    is no source tree: then the path returned has no pyproject.toml and the pool refuses to start with a
-    message saying to set CONDORHUB_SOURCE.
+    checkout this module lives in: devstack/ is not packaged, it only ever runs from a checkout.
     """
     if os.environ.get("CONDORHUB_SOURCE"):
         return Path(os.environ["CONDORHUB_SOURCE"]).resolve()
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file() and (parent / "hub_config").is_dir():
-            return parent
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 REPO_DIR = _source_checkout()
@@ -499,7 +494,7 @@ def build_node_root(cache_dir: Path | None = None, *, force: bool = False, repo:
     Concurrent callers wait on a lock; the loser of a race finds the finished root. ``force`` rebuilds
     even if a complete root exists (the old one is replaced; one a running pool reads is kept).
     """
-    from condorhub.demo.playbook import run_playbook
+    from devstack.playbook import run_playbook
 
     cache_dir = Path(cache_dir or CACHE_DIR)
     roots = cache_dir / "node-root"

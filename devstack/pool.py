@@ -1,6 +1,6 @@
 """A real HTCondor pool on this machine: the "GPU node" of the tests and the demo, deployed by the roles.
 
-The node is an overlay over the cached Debian 13 root of :mod:`condorhub.demo.node_root`, into which
+The node is an overlay over the cached Debian 13 root of :mod:`devstack.node_root`, into which
 condorhub's own Ansible roles (``ansible/site.yml``: condorhub_base, ldap_client, htcondor, worker_env)
 installed HTCondor 23.9, nslcd and the worker environment. :class:`HTCondorPool` runs one pool in it via
 ``chroot``: collector, negotiator, schedd and a startd with *simulated* GPUs, on 127.0.0.1 behind the
@@ -37,11 +37,11 @@ signing key and hub token (the cached root holds neither).
 
 CLI::
 
-    python -m condorhub.demo.pool build [--force]
-    python -m condorhub.demo.pool up --ldap-uri ldap://127.0.0.1:389 --ldap-base dc=condorhub,dc=test \\
+    python -m devstack.pool build [--force]
+    python -m devstack.pool up --ldap-uri ldap://127.0.0.1:389 --ldap-base dc=condorhub,dc=test \\
                                       --home-base /home [--run-dir DIR] [--probe-user alice]
-    python -m condorhub.demo.pool status [--run-dir DIR]
-    python -m condorhub.demo.pool down [--run-dir DIR]
+    python -m devstack.pool status [--run-dir DIR]
+    python -m devstack.pool down [--run-dir DIR]
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from condorhub.demo import node_root as nr
-from condorhub.demo.playbook import PlaybookError, run_playbook
-from condorhub.demo.services import ServiceError, start_services
+from devstack import node_root as nr
+from devstack.playbook import PlaybookError, run_playbook
+from devstack.services import ServiceError, start_services
 
 __all__ = ["DEFAULT_RUN_DIR", "HTCondorPool", "PoolError", "main"]
 
@@ -181,10 +181,10 @@ class HTCondorPool:
         """The cached root the overlay reads from (built on first use)."""
         if self._node_root is None:
             if not (self.repo / "pyproject.toml").is_file():
-                # An installed (non-editable) condorhub lives in site-packages: no wheel source, no roles.
+                # The wheel and the roles come from a checkout; a wrong CONDORHUB_SOURCE has neither.
                 raise PoolError(
                     f"{self.repo} is not a condorhub checkout (no pyproject.toml); set CONDORHUB_SOURCE to the "
-                    "checkout condorhub was installed from (setup.sh does)")
+                    "checkout to deploy from (setup.sh does)")
             try:
                 self._node_root = nr.build_node_root(self.cache_dir, repo=self.repo, log=self.log)
             except (nr.NodeRootError, PlaybookError) as exc:
@@ -316,7 +316,7 @@ class HTCondorPool:
             if other_run != self.run_dir and _root_processes(other_run / "root"):
                 raise PoolError(
                     f"a pool from {other_run} is running on port {self.port}; stop it first "
-                    f"(python -m condorhub.demo.pool down --run-dir {other_run}) or choose another port")
+                    f"(python -m devstack.pool down --run-dir {other_run}) or choose another port")
             if other_run != self.run_dir:
                 self.log(f"pool: cleaning up the earlier run in {other_run}")
                 HTCondorPool(other_run, port=self.port, log=self.log).down()
@@ -612,7 +612,7 @@ def _kill_root_processes(root: Path, log: Log) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m condorhub.demo.pool", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.pool", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_build = sub.add_parser("build", help="build (or reuse) the cached node root (ansible-playbook site.yml)")
     p_build.add_argument("--force", action="store_true", help="rebuild even if cached")

@@ -1,11 +1,11 @@
 """Fixtures for the ``ansible`` tests: a fresh Debian 13 root per run that ``ansible-playbook`` deploys into.
 
 What ops get from a cloud or a PXE install is a bare Debian with Python; the closest thing on this machine
-is the *base root* of :mod:`condorhub.demo.node_root` (``debootstrap --variant=minbase trixie`` plus
+is the *base root* of :mod:`devstack.node_root` (``debootstrap --variant=minbase trixie`` plus
 ``python3``, cached). Every test run copies it (``cp -a``) into a scratch folder, so each apply starts from
 the same bare system and nothing a run installs leaks into the next.
 
-Inside the copy, for the run: what :class:`condorhub.demo.node_root.ChrootMounts` provides (``/proc``,
+Inside the copy, for the run: what :class:`devstack.node_root.ChrootMounts` provides (``/proc``,
 ``/dev``, a tmpfs on ``/run``, the cached trixie ``.deb`` files hard-linked into its apt archives, the pip
 cache, the host's resolver and CA bundle). ``policy-rc.d`` (exit 101) keeps package scripts from starting
 daemons: the root has no systemd, the roles run with ``condorhub_service_manager: none``, and the test
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,13 +25,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hub_harness import HubClient
 
-from condorhub.demo import node_root as nr
-from condorhub.demo.directory import DEMO_USERS
-from condorhub.demo.pool import _kill_root_processes, _root_processes
+from devstack import node_root as nr
+from devstack.directory import DEMO_USERS
+from devstack.pool import _kill_root_processes, _root_processes
 
-REPO = Path(__file__).resolve().parents[1]
+from .hub import HubClient
+
+REPO = Path(__file__).resolve().parents[2]
 #: jupyterhub_profiles of the deployments the tests make: the login node for everyone, one GPU for most.
 TEST_PROFILES = [
     {"slug": "login-node", "kind": "login_node", "display_name": "Login node",
@@ -168,12 +168,6 @@ def alice_starts_a_gpu_server(url: str, certificate: Path) -> HubClient:
     status = client.wait_for_server("alice", timeout=240)
     assert status.get("started"), status
     return client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -11,27 +11,21 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
 import requests
 import yaml
 
-from condorhub.demo.directory import GROUP_ROLES
-from condorhub.demo.run import kill_process_groups, server_pids
+from devstack.directory import GROUP_ROLES
+from devstack.run import kill_process_groups, server_pids
+
+from .ports import free_port
 
 VENV_BIN = Path(sys.executable).parent
 PROXY_BIN = Path(os.environ.get("CONDORHUB_PREFIX", "/opt/condorhub")) / "node" / "node_modules" / ".bin"
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def demo_site(ldap_uri: str, suffix: str, state_dir: Path, *, connect_timeout=2.0, receive_timeout=3.0) -> dict:

@@ -1,8 +1,13 @@
+# ruff: noqa: F811  (a fixture that takes another as a parameter repeats the imported fixture's name)
 """A real jupyter-server with condorhub's server extension, through pytest-jupyter's fixtures.
 
-pytest-jupyter is not loaded as a plugin for the whole suite: its hooks take over coroutine tests, which
-the rest of the suite runs with pytest-asyncio. Test modules import these fixtures instead
-(``from jupyter_fixtures import *``) and are plain functions that drive the server's loop with ``run``.
+Registered as a plugin by tests/conftest.py. pytest-jupyter itself is not loaded as a plugin: its hooks
+take over coroutine tests (which the rest of the suite runs with pytest-asyncio), and two of its fixtures
+are autouse (an event loop for every test, a ServerApp torn down after every test). So this module takes
+its fixtures by name, leaves its hooks and those two behind, and provides ``jp_asyncio_loop`` itself,
+used only by the tests that start a server (through ``jp_serverapp``), and cleaning the server up after
+them as pytest-jupyter's ``jp_server_cleanup`` does. The tests are plain functions that drive the
+server's loop with ``run``.
 """
 
 from __future__ import annotations
@@ -10,9 +15,63 @@ from __future__ import annotations
 import json
 
 import pytest
-from pytest_jupyter.jupyter_core import *  # noqa: F403  (jp_environ, jp_asyncio_loop, ...)
-from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch, jp_root_dir, ...)
+from jupyter_core.utils import ensure_event_loop
+from jupyter_server.serverapp import ServerApp
+# Every fixture of pytest-jupyter but the two autouse ones (jp_asyncio_loop below; jp_server_config is ours).
+from pytest_jupyter.jupyter_server import (  # noqa: F401  (fixtures, registered by name)
+    echo_kernel_spec,
+    http_server,
+    http_server_client,
+    http_server_port,
+    io_loop,
+    jp_argv,
+    jp_auth_header,
+    jp_base_url,
+    jp_config_dir,
+    jp_configurable_serverapp,
+    jp_create_notebook,
+    jp_data_dir,
+    jp_env_config_path,
+    jp_env_jupyter_path,
+    jp_environ,
+    jp_extension_environ,
+    jp_fetch,
+    jp_home_dir,
+    jp_http_port,
+    jp_kernel_dir,
+    jp_logging_stream,
+    jp_nbconvert_templates,
+    jp_root_dir,
+    jp_runtime_dir,
+    jp_server_auth_core_resources,
+    jp_server_auth_resources,
+    jp_server_authorizer,
+    jp_serverapp,
+    jp_system_config_path,
+    jp_system_jupyter_path,
+    jp_template_dir,
+    jp_web_app,
+    jp_ws_fetch,
+    send_request,
+)
 from tornado.httpclient import HTTPResponse
+
+
+@pytest.fixture
+def jp_asyncio_loop():
+    """pytest-jupyter's event loop (not autouse here), and afterwards its server clean-up
+    (``jp_server_cleanup``): stop the server the test started, forget the ServerApp singleton."""
+    loop = ensure_event_loop(prefer_selector_loop=True)
+    yield loop
+    app = ServerApp.instance()
+    try:
+        loop.run_until_complete(app._cleanup())
+    except (RuntimeError, SystemExit) as exc:
+        print("ignoring cleanup error", exc)
+    if hasattr(app, "kernel_manager"):
+        app.kernel_manager.context.destroy()
+    ServerApp.clear_instance()
+    loop.close()
 
 
 @pytest.fixture
