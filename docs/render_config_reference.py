@@ -79,8 +79,9 @@ def _objects(schemas: list[dict], defs: dict) -> list[dict]:
     return []
 
 
-def _site_rows(model: dict, defs: dict, prefix: str, rows: list[tuple[str, str, str, str]],
-               sections: list[tuple[str, str, dict]]) -> None:
+def _site_rows(
+    model: dict, defs: dict, prefix: str, rows: list[tuple[str, str, str, str]], sections: list[tuple[str, str, dict]]
+) -> None:
     """Rows (key, type, default, description) for the model's plain keys; its sections are queued."""
     required = set(model.get("required", []))
     for key, prop in model.get("properties", {}).items():
@@ -89,8 +90,7 @@ def _site_rows(model: dict, defs: dict, prefix: str, rows: list[tuple[str, str, 
         single = _objects(prop.get("anyOf", [prop]), defs)
         if len(single) == 1:
             optional = "" if key in required else " (optional)"
-            sections.append((path + optional, prop.get("description") or single[0].get("description", ""),
-                             single[0]))
+            sections.append((path + optional, prop.get("description") or single[0].get("description", ""), single[0]))
             continue
         # A list of sections, maybe of several kinds (the profiles).
         items = prop.get("items", {})
@@ -119,8 +119,12 @@ def _render_section(lines: list[str], title: str, description: str, model: dict,
     nested: list[tuple[str, str, dict]] = []
     prefix = "" if title == "(top level)" else title.split(" ")[0] + "."
     _site_rows(model, defs, prefix, rows, nested)
-    lines += [f"### `{title.split(' ')[0]}`{title[len(title.split(' ')[0]):]}" if title != "(top level)"
-              else "### Top level", ""]
+    lines += [
+        f"### `{title.split(' ')[0]}`{title[len(title.split(' ')[0]) :]}"
+        if title != "(top level)"
+        else "### Top level",
+        "",
+    ]
     if description:
         lines += [_cell(description), ""]
     if rows:
@@ -136,9 +140,13 @@ def render_site() -> list[str]:
 
     schema = SiteConfig.model_json_schema()
     defs = schema.get("$defs", {})
-    lines = ["## Site file (`/etc/condorhub/site.yaml`)", "",
-             "Every key the site file accepts, from its schema (`condorhub config schema` prints it as JSON "
-             "Schema; `condorhub config example` prints a commented example). Unknown keys are errors.", ""]
+    lines = [
+        "## Site file (`/etc/condorhub/site.yaml`)",
+        "",
+        "Every key the site file accepts, from its schema (`condorhub config schema` prints it as JSON "
+        "Schema; `condorhub config example` prints a commented example). Unknown keys are errors.",
+        "",
+    ]
     _render_section(lines, "(top level)", schema.get("description", ""), schema, defs)
     return lines
 
@@ -148,8 +156,11 @@ def render_site() -> list[str]:
 
 def _own_traits(cls: type) -> dict:
     """Configurable traits condorhub itself declares (or redeclares) on cls or its condorhub bases."""
-    return {name: trait for name, trait in sorted(cls.class_traits(config=True).items())
-            if getattr(trait.this_class, "__module__", "").startswith("condorhub")}
+    return {
+        name: trait
+        for name, trait in sorted(cls.class_traits(config=True).items())
+        if getattr(trait.this_class, "__module__", "").startswith("condorhub")
+    }
 
 
 def _trait_type(trait: Any) -> str:
@@ -165,11 +176,15 @@ def _trait_type(trait: Any) -> str:
 
 
 def render_traits() -> list[str]:
-    lines = ["## Traits", "",
-             "The site file sets most of these (see `hub_config/traits.py` for the mapping); a site can set any "
-             "of them directly in a JupyterHub or jupyter-server config file, e.g. "
-             "`c.HTCondorSpawner.startup_timeout = 600`. Only traits condorhub declares are listed; inherited "
-             "ones are documented by JupyterHub, batchspawner, ldapauthenticator and jupyter-server.", ""]
+    lines = [
+        "## Traits",
+        "",
+        "The site file sets most of these (see `hub_config/traits.py` for the mapping); a site can set any "
+        "of them directly in a JupyterHub or jupyter-server config file, e.g. "
+        "`c.HTCondorSpawner.startup_timeout = 600`. Only traits condorhub declares are listed; inherited "
+        "ones are documented by JupyterHub, batchspawner, ldapauthenticator and jupyter-server.",
+        "",
+    ]
     for module_name, class_name in CONFIGURABLES:
         cls = getattr(importlib.import_module(module_name), class_name)
         doc = inspect.getdoc(cls) or ""
@@ -178,17 +193,20 @@ def render_traits() -> list[str]:
             lines += [doc.split("\n\n")[0].strip(), ""]
         for name, trait in _own_traits(cls).items():
             default = trait.default_value_repr()
-            lines += [f"#### `{class_name}.{name}`", "",
-                      f"{_trait_type(trait)}. Default: `{default}`", ""]
+            lines += [f"#### `{class_name}.{name}`", "", f"{_trait_type(trait)}. Default: `{default}`", ""]
             help_text = inspect.cleandoc(trait.help or "").strip()
             lines += [help_text or "(no help text)", ""]
     return lines
 
 
 def render() -> str:
-    lines = ["# Configuration reference", "",
-             "<!-- Generated by docs/render_config_reference.py from the schema and the traits' help; do not edit. "
-             "tests/test_docs_reference.py fails when this file is out of date. -->", ""]
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated by docs/render_config_reference.py from the schema and the traits' help; do not edit. "
+        "tests/test_docs_reference.py fails when this file is out of date. -->",
+        "",
+    ]
     lines += render_site() + render_traits()
     return "\n".join(lines).rstrip() + "\n"
 

@@ -104,9 +104,7 @@ def parse_duration(value: str | int) -> int:
 Duration = Annotated[
     str | int,
     Field(
-        description=(
-            "A duration: 90m, 8h, 1d12h, 02:30:00 (hours:minutes:seconds) or a number of seconds."
-        ),
+        description=("A duration: 90m, 8h, 1d12h, 02:30:00 (hours:minutes:seconds) or a number of seconds."),
     ),
 ]
 
@@ -219,9 +217,7 @@ class RoleSettings(Strict):
     )
     default: Role | None = Field(
         None,
-        description=(
-            "Role of people in none of the mapped groups. Unset (the default): such people cannot log in."
-        ),
+        description=("Role of people in none of the mapped groups. Unset (the default): such people cannot log in."),
     )
 
 
@@ -249,9 +245,7 @@ class ThrottleSettings(Strict):
             "A configurable-http-proxy on another host than the hub must be listed here itself."
         ),
     )
-    window_seconds: float = Field(
-        900, gt=0, description="Failures older than this are forgotten."
-    )
+    window_seconds: float = Field(900, gt=0, description="Failures older than this are forgotten.")
     known_browser_days: float = Field(
         30,
         ge=0,
@@ -353,7 +347,9 @@ Profile = Annotated[LoginNodeProfile | CondorProfile, Field(discriminator="kind"
 
 
 class CourseSettings(Strict):
-    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="Short identifier, used in URLs and folder names.")
+    slug: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="Short identifier, used in URLs and folder names."
+    )
     title: str = Field(description="What students and instructors see on the hub's home page.")
     students_group: str = Field(description="LDAP group (cn) whose members take the course.")
     instructors_group: str = Field(
@@ -447,8 +443,7 @@ class HubSettings(Strict):
     state_dir: Path = Field(
         Path("/var/lib/condorhub"),
         description=(
-            "Directory for the hub's database, cookie secret and auth-state encryption key; created with "
-            "mode 0700."
+            "Directory for the hub's database, cookie secret and auth-state encryption key; created with mode 0700."
         ),
     )
     courses_dir: Path = Field(
@@ -633,9 +628,7 @@ class SiteConfig(Strict):
         mapped = set(self.roles.groups.values()) | ({self.roles.default} if self.roles.default else set())
         stranded = sorted(mapped - offered)
         if stranded:
-            raise ValueError(
-                f"role(s) {', '.join(stranded)} may start no profile; add them to some profile's `roles`"
-            )
+            raise ValueError(f"role(s) {', '.join(stranded)} may start no profile; add them to some profile's `roles`")
         return self
 
     @model_validator(mode="after")

@@ -19,12 +19,13 @@ def test_configuration_reference_is_up_to_date():
     committed = (ROOT / "docs" / "configuration.md").read_text()
     assert committed == rendered, (
         "docs/configuration.md is out of date with the schema or the traits' help: "
-        "run `python docs/render_config_reference.py` and commit the result")
+        "run `python docs/render_config_reference.py` and commit the result"
+    )
 
 
 def test_reference_lists_every_condorhub_trait_and_site_key():
     # The renderer's own filters must not silently drop things: every configurable trait condorhub declares
-    # on the listed classes and every leaf key of the site schema appears in the rendered text.
+    # on the listed classes, and a sample of nested site keys (sections, lists of sections), appears in the text.
     renderer = _renderer()
     text = renderer.render()
     import importlib as il
@@ -35,10 +36,15 @@ def test_reference_lists_every_condorhub_trait_and_site_key():
         assert own, f"{class_name}: no condorhub traits found (the filter by defining module broke?)"
         for name in own:
             assert f"#### `{class_name}.{name}`" in text
-    from condorhub.schema import SiteConfig
-
-    for key in ("hub.bind_url", "ldap.tls.ca_file", "login_throttle.trusted_proxies", "htcondor.worker_env",
-                "profiles[].gpus", "courses[].slug", "course_publishing.account"):
+    for key in (
+        "hub.bind_url",
+        "ldap.tls.ca_file",
+        "login_throttle.trusted_proxies",
+        "htcondor.worker_env",
+        "profiles[].gpus",
+        "courses[].slug",
+        "course_publishing.account",
+    ):
         assert f"| `{key}` |" in text, key
 
 
@@ -49,8 +55,12 @@ def test_every_configurable_class_is_rendered():
 
     from traitlets.config import Configurable
 
-    folders = {"hub_config": "condorhub", "spawner": "condorhub.spawner", "labextension": "condorhub.lab",
-               "notebooks/condorhub_data": "condorhub.data"}
+    folders = {
+        "hub_config": "condorhub",
+        "spawner": "condorhub.spawner",
+        "labextension": "condorhub.lab",
+        "notebooks/condorhub_data": "condorhub.data",
+    }
     declared = set()
     for folder, package in folders.items():
         for path in (ROOT / folder).rglob("*.py"):
@@ -59,9 +69,14 @@ def test_every_configurable_class_is_rendered():
             relative = path.relative_to(ROOT / folder).with_suffix("")
             module = il.import_module(".".join([package, *relative.parts]))
             for name, cls in inspect.getmembers(module, inspect.isclass):
-                if (issubclass(cls, Configurable) and cls.__module__ == module.__name__
-                        and cls.class_own_traits(config=True)):
+                if (
+                    issubclass(cls, Configurable)
+                    and cls.__module__ == module.__name__
+                    and cls.class_own_traits(config=True)
+                ):
                     declared.add(name)
     rendered = {class_name for _, class_name in _renderer().CONFIGURABLES}
     assert "CondorhubLab" in declared and "HTCondorSpawner" in declared  # the scan itself works
-    assert declared <= rendered, f"configurable classes missing from docs/render_config_reference.py: {declared - rendered}"
+    assert declared <= rendered, (
+        f"configurable classes missing from docs/render_config_reference.py: {declared - rendered}"
+    )

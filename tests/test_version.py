@@ -24,7 +24,8 @@ def test_lab_extension_version_is_pyprojects():
     package = json.loads((ROOT / "labextension" / "package.json").read_text())
     assert package["version"] == _pyproject_version(), (
         "labextension/package.json version differs from pyproject.toml's; set it to "
-        f"{_pyproject_version()!r} (npm version --no-git-tag-version {_pyproject_version()})")
+        f"{_pyproject_version()!r} (npm version --no-git-tag-version {_pyproject_version()})"
+    )
 
 
 def test_changelog_names_the_version():

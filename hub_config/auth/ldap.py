@@ -80,8 +80,7 @@ __all__ = ["ROLES", "CondorhubLDAPAuthenticator"]
 ROLES = tuple(role.value for role in Role)
 
 NO_ROLE_MESSAGE = (
-    "Your account is in none of the groups that may use this hub; "
-    "ask the hub's administrators for access."
+    "Your account is in none of the groups that may use this hub; ask the hub's administrators for access."
 )
 
 # Characters with a meaning in LDAP filters (RFC 4515) or DNs (RFC 4514). Refused whatever
@@ -610,9 +609,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         conn.search(
             search_base=self.user_search_base,
             search_scope=ldap3.SUBTREE,
-            search_filter=self.search_filter.format(
-                userattr=self.user_attribute, username=escape_filter_chars(uid)
-            ),
+            search_filter=self.search_filter.format(userattr=self.user_attribute, username=escape_filter_chars(uid)),
             attributes=[],
         )
         return len(conn.entries) == 1
@@ -658,8 +655,10 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
         else:
             values = entries[0].entry_attributes_as_dict.get(self.lookup_dn_user_dn_attribute) or []
             if len(values) != 1:
-                problem = (f"the entry has {len(values)} values of {self.lookup_dn_user_dn_attribute!r}; "
-                           "check ldap.user_attribute")
+                problem = (
+                    f"the entry has {len(values)} values of {self.lookup_dn_user_dn_attribute!r}; "
+                    "check ldap.user_attribute"
+                )
         if problem:
             raise LoginServiceError(
                 "The login service could not look up your account; please tell the hub administrators.",
@@ -694,8 +693,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
                 return _Refused(wrong, "; ".join(reasons))
             try:
                 if self.search_filter and not self._passes_search_filter(conn, uid):
-                    self.log.warning("LDAP login of %s refused: search_filter does not match it",
-                                     _log_name(username))
+                    self.log.warning("LDAP login of %s refused: search_filter does not match it", _log_name(username))
                     return _Refused(False, "search_filter does not match the account")
                 user = self._read_user(conn, conn.user, uid)
                 user.group_names = sorted({group_name_from_dn(dn) for dn in self._group_dns(conn, user, uid)})
@@ -724,8 +722,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             isinstance(error, LDAPSocketOpenError) and isinstance(error, ssl.SSLError)
         ):
             return LoginServiceError(
-                "The login service (LDAP) could not set up a secure connection; "
-                "please tell the hub administrators.",
+                "The login service (LDAP) could not set up a secure connection; please tell the hub administrators.",
                 f"TLS with the LDAP server {where} failed ({_describe(error)}); check that the server offers "
                 f"TLS for tls_strategy={self.tls_strategy.name!r}",
             )
@@ -762,10 +759,14 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     def _throttled(self, throttle: FailedLoginThrottle, key: str, message: str, username: str) -> None:
         wait = throttle.retry_after_seconds(key)
         if wait > 0:
-            self.log.warning("Login of %s throttled (%d failures from %s %s): must wait %d s",
-                             _log_name(username), throttle.failures(key),
-                             "address" if throttle is self.address_throttle else "username",
-                             key if throttle is self.address_throttle else _log_name(key), wait)
+            self.log.warning(
+                "Login of %s throttled (%d failures from %s %s): must wait %d s",
+                _log_name(username),
+                throttle.failures(key),
+                "address" if throttle is self.address_throttle else "username",
+                key if throttle is self.address_throttle else _log_name(key),
+                wait,
+            )
             error = web.HTTPError(429, message.format(seconds=wait))
             # JupyterHub's write_error copies an HTTPError's .headers into the response.
             error.headers = {"Retry-After": str(wait)}
@@ -789,8 +790,12 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             self._check_address(address, username)
         # Neither check below reaches LDAP, so neither can guess a password: not counted.
         if not self.is_valid_login_name(username):
-            self.log.warning("Login refused for %s from %s: not a valid username (must match %s)",
-                             _log_name(username), address, self.valid_username_regex)
+            self.log.warning(
+                "Login refused for %s from %s: not a valid username (must match %s)",
+                _log_name(username),
+                address,
+                self.valid_username_regex,
+            )
             return None
         if not password.strip():
             # An LDAP bind with an empty password is an anonymous bind that *succeeds*.
@@ -803,7 +808,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             outcome = await asyncio.wait_for(
                 self._attempt(username, password, address, by_address), timeout=self.login_timeout
             )
-        except (LoginServiceError, asyncio.TimeoutError) as e:
+        except (TimeoutError, LoginServiceError) as e:
             # Not the user's fault: nothing was counted (counting happens only on LDAP's answer).
             if isinstance(e, asyncio.TimeoutError):
                 e = LoginServiceError(
@@ -818,12 +823,18 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
                 self.log.warning(
                     "LDAP login failed for %s from %s: wrong password or unknown user "
                     "(failures counted: %d for the username, %d for the address)",
-                    _log_name(username), address, self.username_throttle.failures(username),
+                    _log_name(username),
+                    address,
+                    self.username_throttle.failures(username),
                     self.address_throttle.failures(address),
                 )
             else:
-                self.log.warning("LDAP login refused for %s from %s, not counted as a failure: %s",
-                                 _log_name(username), address, outcome.reason)
+                self.log.warning(
+                    "LDAP login refused for %s from %s, not counted as a failure: %s",
+                    _log_name(username),
+                    address,
+                    outcome.reason,
+                )
             return None
         model = self._auth_model(username, outcome, time.monotonic() - started)
         known_browsers.remember(handler, username, self.throttle_known_browser_days)
@@ -831,14 +842,16 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
 
     def _check_address(self, address: str, username: str) -> None:
         self._throttled(
-            self.address_throttle, address,
+            self.address_throttle,
+            address,
             "Too many failed logins from your network address; try again in {seconds} s.",
             username,
         )
 
     def _check_username(self, username: str) -> None:
         self._throttled(
-            self.username_throttle, username,
+            self.username_throttle,
+            username,
             "Too many failed logins for this account; try again in {seconds} s.",
             username,
         )
@@ -969,7 +982,9 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             self.log.warning(
                 "Login refused for %s: LDAP entry %s lacks the posixAccount attributes %s, which the "
                 "spawner needs to run the server as that user; add them in the directory",
-                _log_name(username), user.dn, ", ".join(missing),
+                _log_name(username),
+                user.dn,
+                ", ".join(missing),
             )
             raise web.HTTPError(
                 403,
@@ -978,8 +993,9 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             )
         roles = self.roles_for(user.group_names)
         if not roles:
-            self.log.warning("Login refused for %s: groups %s map to no role in group_roles",
-                             _log_name(username), user.group_names)
+            self.log.warning(
+                "Login refused for %s: groups %s map to no role in group_roles", _log_name(username), user.group_names
+            )
             raise web.HTTPError(403, NO_ROLE_MESSAGE)
 
         auth_state = {
@@ -996,8 +1012,14 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             auth_state["user_attributes"] = {
                 name: user.attributes.get(name.lower(), []) for name in self.auth_state_attributes
             }
-        self.log.info("LDAP login of %s (%s) in %.2f s: groups %s, roles %s",
-                      _log_name(username), user.dn, elapsed, user.group_names, roles)
+        self.log.info(
+            "LDAP login of %s (%s) in %.2f s: groups %s, roles %s",
+            _log_name(username),
+            user.dn,
+            elapsed,
+            user.group_names,
+            roles,
+        )
         return {
             # Upstream's use_lookup_dn_username: the looked-up attribute value names the hub user.
             "name": user.uid.lower() if self.use_lookup_dn_username else username,

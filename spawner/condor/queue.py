@@ -182,7 +182,10 @@ class HTCondorQueue(SingletonConfigurable):
         # here (tests) is called in threads instead.
         self._client = client
         self._threads = (
-            {lane: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"condorhub-{lane}") for lane in ("query", "action")}
+            {
+                lane: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"condorhub-{lane}")
+                for lane in ("query", "action")
+            }
             if client is not None
             else {}
         )
@@ -336,7 +339,7 @@ class HTCondorQueue(SingletonConfigurable):
                 return False
             try:
                 await asyncio.wait_for(changed.wait(), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
         return True
 
@@ -346,7 +349,7 @@ class HTCondorQueue(SingletonConfigurable):
         changed = self._changed
         try:
             await asyncio.wait_for(changed.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def last_words(self, job_id: str) -> str:
@@ -354,7 +357,7 @@ class HTCondorQueue(SingletonConfigurable):
         that vanished between two refreshes: a removed running job is usually gone before it is seen)."""
         try:
             ads = await self._call("action", "job_history", job_id)
-        except (CondorClientError, asyncio.TimeoutError):
+        except (TimeoutError, CondorClientError):
             ads = []
         if not ads:
             return "HTCondor's history has no record of why"
@@ -376,7 +379,7 @@ class HTCondorQueue(SingletonConfigurable):
         """Submit one job (off the event loop); returns its id. Raises CondorClientError with the reason."""
         try:
             return await self._call("action", "submit", dict(description))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # The schedd may still commit it: its late answer removes it (_late_reply), or, if the worker
             # was killed first, the orphan sweep does (no server claims it, the hub database lacks it).
             raise CondorClientError(
@@ -391,7 +394,7 @@ class HTCondorQueue(SingletonConfigurable):
             return True
         try:
             await self._call("action", "remove", ids, reason)
-        except (CondorClientError, asyncio.TimeoutError) as err:
+        except (TimeoutError, CondorClientError) as err:
             self.log.warning("Removing HTCondor job(s) %s failed (%s); will retry", ", ".join(ids), err or "timeout")
             for job_id in ids:
                 self.pending_removals[job_id] = reason
@@ -417,7 +420,7 @@ class HTCondorQueue(SingletonConfigurable):
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             # Merge bursts of requests: at most one query per min_query_interval.
             pause = self._last_query_at + self.min_query_interval - time.monotonic()
@@ -473,10 +476,10 @@ class HTCondorQueue(SingletonConfigurable):
                     slots = await asyncio.wait_for(
                         self._start_call("query", "query_slots", timeout=self.query_timeout), self.query_timeout + 1
                     )
-                except (CondorClientError, asyncio.TimeoutError) as err:
+                except (TimeoutError, CondorClientError) as err:
                     # Only the explanation of waiting suffers; the job states are fine.
                     self.log.warning("Collector query for free slots failed: %s", err or "timeout")
-        except (CondorClientError, asyncio.TimeoutError) as err:
+        except (TimeoutError, CondorClientError) as err:
             message = str(err) or f"no answer within {self.query_timeout:g} s"
             self.stats["failed_queries"] += 1
             _count(SCHEDD_QUERY_FAILURES)

@@ -399,7 +399,9 @@ class HTCondorSpawner(BatchSpawnerBase):
                 if job.phase == Phase.held:
                     raise self._fail(f"HTCondor held your server's job {self.job_id}: {job.hold_reason}")
                 if job.phase == Phase.ended:
-                    raise self._fail(f"Your server's job {self.job_id} did not start: {job.end_reason()}.", log_tail=True)
+                    raise self._fail(
+                        f"Your server's job {self.job_id} did not start: {job.end_reason()}.", log_tail=True
+                    )
                 ahead = queue.position(self.job_id)
                 why = queue.why_waiting(self._request())
                 queued = f"{ahead} job{'s' if ahead != 1 else ''} queued before yours"
@@ -447,7 +449,10 @@ class HTCondorSpawner(BatchSpawnerBase):
             if job.phase == Phase.held:
                 raise self._fail(f"HTCondor held your server's job {self.job_id}: {job.hold_reason}")
             if job.phase == Phase.ended:
-                raise self._fail(f"Your server's job {self.job_id} ended before the server started: {job.end_reason()}.", log_tail=True)
+                raise self._fail(
+                    f"Your server's job {self.job_id} ended before the server started: {job.end_reason()}.",
+                    log_tail=True,
+                )
             if job.phase == Phase.queued:
                 raise self._fail(f"HTCondor moved your server's job {self.job_id} off {self.node} before it started.")
             if time.time() > deadline:
@@ -472,7 +477,7 @@ class HTCondorSpawner(BatchSpawnerBase):
         while True:
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(self.ip, self.port), 1)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
             else:
                 writer.close()
@@ -525,7 +530,9 @@ class HTCondorSpawner(BatchSpawnerBase):
         if not self.secret_name or self.identity is None:
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(None, remove_secret_file, self._account(), self.secret_name)
+            await asyncio.get_running_loop().run_in_executor(
+                None, remove_secret_file, self._account(), self.secret_name
+            )
         except SecretFileError as err:
             self.log.warning("%s: %s", self._log_name, err)
 
@@ -577,7 +584,8 @@ class HTCondorSpawner(BatchSpawnerBase):
         if job.phase == Phase.queued:
             if self.port:
                 return await self._gone(
-                    f"HTCondor evicted your server's job {self.job_id} from {self.node}.", remove="evicted, cannot resume"
+                    f"HTCondor evicted your server's job {self.job_id} from {self.node}.",
+                    remove="evicted, cannot resume",
                 )
             return None
         if job.phase == Phase.held:
