@@ -1,0 +1,29 @@
+"""Product code is ruff-clean (lint and format) and mypy-clean, with the settings in pyproject.toml."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# The folders that make up the condorhub package (pyproject's package-dir), plus the docs renderer.
+PRODUCT = ["hub_config", "spawner", "labextension", "notebooks/condorhub_data", "docs"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_ruff_check():
+    result = _run("ruff", "check", "--no-cache", *PRODUCT)
+    assert result.returncode == 0, (
+        f"ruff check found problems (fix them, or `ruff check --fix`):\n{result.stdout}{result.stderr}"
+    )
+
+
+def test_ruff_format():
+    result = _run("ruff", "format", "--check", "--no-cache", *PRODUCT)
+    assert result.returncode == 0, (
+        f"not formatted (run `ruff format {' '.join(PRODUCT)}`):\n{result.stdout}{result.stderr}"
+    )
