@@ -27,3 +27,8 @@ def test_ruff_format():
     assert result.returncode == 0, (
         f"not formatted (run `ruff format {' '.join(PRODUCT)}`):\n{result.stdout}{result.stderr}"
     )
+
+
+def test_pre_commit_config_is_valid():
+    result = _run("pre_commit", "validate-config", ".pre-commit-config.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
