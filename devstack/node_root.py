@@ -42,6 +42,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from condorhub.schema import HTCondorSettings, default_of
+
 __all__ = [
     "BASE_RECIPE",
     "CACHE_DIR",
@@ -65,8 +67,9 @@ __all__ = [
 SUITE = "trixie"
 MIRROR = os.environ.get("CONDORHUB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
-#: The single-user environment batchspawner starts inside the HTCondor job (worker_env role's default).
-WORKER_VENV = "/opt/condorhub/worker-venv"
+#: The single-user environment batchspawner starts inside the HTCondor job: the schema's default, which
+#: is the worker_env role's default too (tests/test_drift.py).
+WORKER_VENV = str(default_of(HTCondorSettings, "worker_env"))
 #: Local system account behind the hub's HTCondor identity (htcondor role's default).
 HUB_ACCOUNT = "condorhub"
 #: The roles site.yml applies to a host that is central manager, submit and execute node (and no hub).
@@ -422,7 +425,7 @@ def node_vars(
         "htcondor_gpu_discovery_extra": f"-simulate:0,{num_gpus}",
         "htcondor_num_cpus": num_cpus,
         "htcondor_extra_config": dict(CHROOT_CONDOR_SETTINGS),
-        "worker_env_packages": [],
+        "worker_env_condorhub_extras": [],  # condorhub alone, no `course` extra (TensorFlow)
     }
 
 

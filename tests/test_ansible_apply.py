@@ -78,7 +78,7 @@ def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
         # a chroot on a shared machine, quick turnaround: what the condor tests' pool sets too
         "htcondor_extra_config": dict(nr.CHROOT_CONDOR_SETTINGS),
         # The course stack (TensorFlow: ~600 MB) is the inventory's business; the test needs condorhub only.
-        "worker_env_packages": [],
+        "worker_env_condorhub_extras": [],
         "jupyterhub_public_url": f"https://127.0.0.1:{ports['public']}",
         "jupyterhub_hub_bind_url": f"http://127.0.0.1:{ports['hub']}",
         "jupyterhub_proxy_api_url": f"http://127.0.0.1:{ports['proxy_api']}",

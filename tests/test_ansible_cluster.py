@@ -100,7 +100,7 @@ def cluster_vars(roots: dict[str, Path], wheel: Path, slapd, nslcd_dn: str, nslc
             # its own family (a local peer) and offer a family session they cannot know.
             "SEC_USE_FAMILY_SESSION": "False",
         },
-        "worker_env_packages": [],
+        "worker_env_condorhub_extras": [],
         "jupyterhub_profiles": TEST_PROFILES,
     })
     return settings

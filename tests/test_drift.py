@@ -346,3 +346,46 @@ def test_the_worker_venv_literal_has_no_other_copy():
         f"{WORKER_VENV} is restated in {copies}: derive it from condorhub.schema (Python) or the worker_env "
         "role's worker_env_path (Ansible)"
     )
+
+
+# ------------------------------------------------------------------------- the worker's packages
+
+
+def _extra_requirements(extras: dict, name: str) -> set[str]:
+    """Project names an extra installs, following ``condorhub[other]`` references."""
+    names = set()
+    for requirement in extras[name]:
+        project = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower()
+        inner = re.match(r"condorhub\[([^\]]+)\]", requirement)
+        if inner:
+            for other in inner.group(1).split(","):
+                names |= _extra_requirements(extras, other.strip())
+        else:
+            names.add(project)
+    return names
+
+
+def test_the_worker_env_installs_the_package_extras_with_the_xrootd_client():
+    """The worker's packages are pyproject.toml's extras, not a list of the role's own (which lacked the
+    XRootD client, so root:// reads failed on the nodes the roles deployed)."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    defaults = role_defaults(ROLES_DIR / "worker_env")
+    chosen = defaults["worker_env_condorhub_extras"]
+    assert chosen == ["course"]
+    assert defaults["worker_env_packages"] == []
+    installed = set().union(*(_extra_requirements(extras, name) for name in chosen))
+    assert {"xrootd", "fsspec-xrootd", "uproot", "tensorflow"} <= installed, installed
+    tasks = (ROLES_DIR / "worker_env" / "tasks" / "main.yml").read_text()
+    assert "worker_env_condorhub_extras | join(',')" in tasks
+
+
+def test_the_tosca_worker_defaults_are_the_worker_env_role_defaults():
+    types = load(REPO / "tosca" / "types" / "condorhub_types.yaml")["node_types"]
+    worker = next(t for t in types.values() if "worker_extras" in (t.get("properties") or {}))
+    inputs = worker["interfaces"]["Standard"]["configure"]["inputs"]
+    defaults = role_defaults(ROLES_DIR / "worker_env")
+    for prop, variable in (("worker_extras", "worker_env_condorhub_extras"), ("worker_packages", "worker_env_packages")):
+        assert inputs[variable] == {"get_property": ["SELF", prop]}
+        assert worker["properties"][prop]["default"] == defaults[variable], f"TOSCA {prop} vs the role's {variable}"
