@@ -260,6 +260,9 @@ def _group_maps() -> list[tuple[str, dict, dict]]:
     hub = next(n["properties"] for n in cluster.values() if n["type"] == "tosca.nodes.condorhub.Hub")
     cm = next(n["properties"] for n in cluster.values() if n["type"] == "tosca.nodes.condorhub.CentralManager")
     maps.append(("tosca/condorhub-cluster.yaml", hub["accounting_groups"], cm["group_quotas"]))
+    from devstack import run  # the demo's pool (./setup.sh demo)
+
+    maps.append(("devstack/run.py", run.ACCOUNTING_GROUPS, run.GROUP_QUOTAS))
     return maps
 
 
