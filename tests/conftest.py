@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.support.condor",  # condor_pool: the real HTCondor pool (devstack.pool)
     "tests.support.ansible",  # ansible_base_root: the bare Debian 13 root the ansible tests deploy into
     "tests.support.im",  # im: a real Infrastructure Manager on loopback
+    "tests.support.data",  # condorhub.data: real ROOT files (data_dir, mix_files, ...), a real XRootD server
     "tests.support.jupyter",  # a real jupyter-server with condorhub.lab (jp_serverapp, api, run, ...)
 ]

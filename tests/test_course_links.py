@@ -18,7 +18,7 @@ GIT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM
 
 @pytest.fixture
 def jp_server_config(jp_data_dir):
-    return {"ServerApp": {"jpserver_extensions": {"nbgitpuller": True, "condorhub.courses.sync": True}}}
+    return {"ServerApp": {"jpserver_extensions": {"nbgitpuller": True, "condorhub.lab.courses.sync": True}}}
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ def courses_env(monkeypatch, silent_daemon, course_repo, tmp_path):
 
 @pytest.fixture
 def jp_server_config(courses_env, jp_data_dir):
-    return {"ServerApp": {"jpserver_extensions": {"nbgitpuller": True, "condorhub.courses.sync": True}}}
+    return {"ServerApp": {"jpserver_extensions": {"nbgitpuller": True, "condorhub.lab.courses.sync": True}}}
 
 
 def states(api) -> dict[str, dict]:

@@ -9,10 +9,6 @@ Hub side (runs in the hub, as root, but never touches instructor content itself)
 - :mod:`.stream`     the format between the two, and the rules the writer enforces on it
 - :mod:`.handlers`   the hub API endpoint instructors call, and the home page's course list
 
-Server side (a jupyter-server extension in every student's server):
-
-- :mod:`.sync`       the extension: confines course links, pulls courses once the server listens
-- :mod:`.background` the pulls (nbgitpuller's merge: a student's edited file is never overwritten) and
-                     their state endpoint
-- :mod:`.links`      nbgitpuller's ``/git-pull`` may only write into ``~/courses/``
+Server side: the course pull, a jupyter-server extension in every student's server, lives with the
+rest of what runs in a user's server, in :mod:`condorhub.lab.courses` (labextension/courses/).
 """

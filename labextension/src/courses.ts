@@ -1,7 +1,7 @@
 /**
  * Course pulls as JupyterLab notifications.
  *
- * The server pulls the student's courses in the background after it starts (condorhub.courses.sync), so
+ * The server pulls the student's courses in the background after it starts (condorhub.lab.courses.sync), so
  * a slow course repository never delays the start; this plugin shows what those pulls are doing: one
  * notification per course while it is being brought up to date, turned into a success (closing by
  * itself) or an error that stays. It polls {base_url}condorhub/api/courses until no pull is running.

@@ -8,7 +8,7 @@ import pytest
 
 from condorhub.data import LabelMismatchError, RootStream
 
-from .conftest import MIX_SIZES
+from tests.support.data import MIX_SIZES
 
 
 def epoch(stream, n=0, shuffle=True):

@@ -8,7 +8,7 @@ import pytest
 
 from condorhub.data import RootStream, pad
 
-from .conftest import EDGE_COUNTS
+from tests.support.data import EDGE_COUNTS
 
 
 def expected_rows(counts, length, value=lambda ev, i: 100 * ev + i, fill=0.0):

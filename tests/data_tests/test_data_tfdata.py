@@ -7,7 +7,7 @@ import numpy as np
 
 from condorhub.data import RootStream, to_tf_dataset, toy
 
-from .conftest import MIX_SIZES
+from tests.support.data import MIX_SIZES
 
 
 def test_batches_cross_chunk_boundaries(mix_files):

@@ -3,12 +3,11 @@ fsspec-xrootd give exactly what reading them locally gives."""
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 
 from condorhub.data import MissingFileError, MissingTreeError, RemoteAccessError, RootStream
+from tests.support.ports import free_port
 
 
 def test_remote_chunks_equal_local_chunks(xrootd, mix_files):
@@ -47,9 +46,7 @@ def test_remote_missing_tree(xrootd, data_dir):
 
 
 def test_server_not_running_is_a_clear_error():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     with pytest.raises(RemoteAccessError, match=r"cannot connect to 127.0.0.1:\d+ \(Connection refused\); is the server up"):
         RootStream(f"root://127.0.0.1:{port}//data/a.root", timeout=5)
 

@@ -1,4 +1,5 @@
-"""Fixtures for condorhub.data: real ROOT files written with uproot, and a real XRootD server serving them."""
+"""Fixtures for condorhub.data (tests/data_tests/): real ROOT files written with uproot, and a real XRootD server
+serving them. Registered as a plugin by tests/conftest.py; the tests import the files' constants from here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import uproot
 
-from .xrootd_server import XRootDServer
+from .xrootd import XRootDServer
 
 #: Jet multiplicities of the edge-case file, repeated: empty lists, lists longer than a pad length of 3.
 EDGE_COUNTS = [0, 7, 1, 3, 0, 2, 4, 0, 1, 5, 3, 0]

@@ -30,7 +30,7 @@ def _home() -> Path:
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "condorhub.courses.sync"}]
+    return [{"module": "condorhub.lab.courses.sync"}]
 
 
 def _load_jupyter_server_extension(server_app):

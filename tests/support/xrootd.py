@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .ports import free_port
+
 XROOTD = "/usr/bin/xrootd"
 
 
@@ -30,12 +32,6 @@ def _die_with_parent() -> None:
     outlives its test run. Runs after the switch to the xrootd user (a uid change clears this setting)."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class XRootDServer:
@@ -59,7 +55,7 @@ class XRootDServer:
             )
         self.workdir = Path(tempfile.mkdtemp(prefix="condorhub-xrootd-", dir="/var/tmp"))
         self.workdir.chmod(0o777)  # the server writes its admin files here as the xrootd user
-        self.port = _free_port()
+        self.port = free_port()
         config = self.workdir / "xrootd.cfg"
         config.write_text(
             f"all.export {self.export} r/o\n"
