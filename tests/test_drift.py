@@ -392,3 +392,10 @@ def test_the_tosca_worker_defaults_are_the_worker_env_role_defaults():
     for prop, variable in (("worker_extras", "worker_env_condorhub_extras"), ("worker_packages", "worker_env_packages")):
         assert inputs[variable] == {"get_property": ["SELF", prop]}
         assert worker["properties"][prop]["default"] == defaults[variable], f"TOSCA {prop} vs the role's {variable}"
+
+
+def test_the_site_example_lists_the_schema_roles():
+    """The example's comment is the first place a site looks for the roles."""
+    listed = re.search(r"^# .*Roles: ([a-z, ]+)\.$", EXAMPLE.read_text(), re.MULTILINE)
+    assert listed, "site.example.yaml no longer lists the roles"
+    assert listed.group(1).split(", ") == SCHEMA_ROLES
