@@ -231,7 +231,7 @@ def up() -> int:
     site_file = DEMO_DIR / "site.yaml"
     site_file.write_text(yaml.safe_dump(demo_site(pool), sort_keys=False))
     _start_hub(site_file)
-    print(f"\ncondorhub demo is up: {HUB_URL}  (logs: {LOG_DIR / 'hub.log'}; site file: {site_file})")
+    print(f"\nthe demo is up: {HUB_URL}  (logs: {LOG_DIR / 'hub.log'}; site file: {site_file})")
     for user in DEMO_USERS:
         print(f"  {user.uid:6} password {user.password:10} group {user.group}")
     return 0
@@ -243,7 +243,7 @@ def down(quiet: bool = False) -> int:
     _stop_pool()
     _stop("slapd")
     if not quiet:
-        print("condorhub demo stopped")
+        print("the demo stopped")
     return 0
 
 
