@@ -422,18 +422,18 @@ class CoursePublishSettings(Strict):
 
 
 class HubSettings(Strict):
-    bind_url: AnyHttpUrl = Field(
+    bind_url: AnyHttpUrl = Field(  # type: ignore[assignment]  # a string default, parsed (validate_default)
         "http://127.0.0.1:8000",
         description="Where people reach condorhub (the proxy's public address), including any URL prefix.",
     )
-    hub_bind_url: AnyHttpUrl = Field(
+    hub_bind_url: AnyHttpUrl = Field(  # type: ignore[assignment]  # a string default, parsed (validate_default)
         "http://127.0.0.1:8081",
         description=(
             "Where the hub itself listens. Jupyter servers running as HTCondor jobs call back here, so on a "
             "cluster this must be an address the execute nodes can reach."
         ),
     )
-    proxy_api_url: AnyHttpUrl = Field(
+    proxy_api_url: AnyHttpUrl = Field(  # type: ignore[assignment]  # a string default, parsed (validate_default)
         "http://127.0.0.1:8001",
         description=(
             "Where configurable-http-proxy's REST API listens (the hub starts the proxy and adds routes "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def load_site_file(path: str | os.PathLike | None = None) -> SiteConfig:
     return validate_site_data(data, path)
 
 
-def validate_site_data(data: Any, path: str | os.PathLike = "<site file>") -> SiteConfig:
+def validate_site_data(data: Any, path: str | os.PathLike[str] = "<site file>") -> SiteConfig:
+    path = os.fspath(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -121,7 +123,7 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def describe_error(error: dict) -> str:
+def describe_error(error: Mapping[str, Any]) -> str:
     loc = tuple(error.get("loc", ()))
     key = _key_path(loc)
     value = error.get("input")

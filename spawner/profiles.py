@@ -40,7 +40,7 @@ def condor_overrides(profile: dict) -> dict:
     """Traits of the HTCondor spawner that a `condor` profile sets (batchspawner's req_* vocabulary)."""
     from condorhub.schema import parse_duration
 
-    overrides = {
+    overrides: dict[str, object] = {
         "req_nprocs": str(int(profile.get("cpus", 1))),
         "req_memory": str(profile.get("memory", "")),
         "req_ngpus": str(int(profile.get("gpus", 0))),

@@ -769,7 +769,7 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             )
             error = web.HTTPError(429, message.format(seconds=wait))
             # JupyterHub's write_error copies an HTTPError's .headers into the response.
-            error.headers = {"Retry-After": str(wait)}
+            error.headers = {"Retry-After": str(wait)}  # type: ignore[attr-defined]
             raise error
 
     def roles_for(self, group_names: list[str]) -> list[str]:

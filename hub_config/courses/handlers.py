@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
@@ -37,7 +38,7 @@ def courses_of(user, courses: Sequence[CourseSettings], courses_dir: Path) -> li
         takes = course.students_group in groups
         if not (teaches or takes):
             continue
-        entry = {
+        entry: dict[str, Any] = {
             "slug": course.slug,
             "title": course.title,
             "role": "instructor" if teaches else "student",

@@ -90,7 +90,8 @@ def import_stream(repo: Path, branch: str, author: str, message: str, reader: st
         env=GIT_ENV,
     )
     feed = fast_import.stdin
-    entries = []
+    assert feed is not None and fast_import.stderr is not None  # both are PIPEs
+    entries: list[tuple[int, stream.Entry]] = []
     try:
         while (entry := reader.next_entry()) is not None:
             mark = len(entries) + 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import logging
 import os
 import signal
 import sys
@@ -51,7 +52,7 @@ def courses_from_env(log) -> list[dict]:
 class CoursePulls:
     courses: list[dict]
     home: Path
-    log: object
+    log: logging.Logger
     timeout: float = PULL_TIMEOUT
     states: dict[str, CourseState] = field(default_factory=dict)
     _children: set[int] = field(default_factory=set)
@@ -95,7 +96,8 @@ class CoursePulls:
             raise
         finally:
             self._children.discard(proc.pid)
-        return proc.returncode, out.decode(errors="replace")
+        # communicate() returned, so the process has exited and has a return code
+        return proc.returncode or 0, out.decode(errors="replace")
 
     async def pull(self, course: dict) -> None:
         slug, source, branch = course["slug"], course["source"], course["branch"]

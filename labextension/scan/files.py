@@ -35,7 +35,7 @@ class ScanFileHandler(AuthenticatedFileHandler):
             return
         super().check_xsrf_cookie()
 
-    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:  # type: ignore[override]
         # tornado checks the lexical path only; a symlink out of the root must not be served either.
         try:
             resolve_inside(root, str(Path(absolute_path).relative_to(Path(root).absolute())))

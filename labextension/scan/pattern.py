@@ -34,7 +34,8 @@ def compile_pattern(pattern: object) -> regex.Pattern:
         re.compile(pattern)
         compiled = regex.compile(pattern, flags=regex.VERSION0)
     except (re.error, regex.error, OverflowError, ValueError, RecursionError) as err:
-        where = f" at position {err.pos}" if getattr(err, "pos", None) is not None else ""
+        pos = getattr(err, "pos", None)  # re.error and regex.error have it
+        where = f" at position {pos}" if pos is not None else ""
         msg = getattr(err, "msg", None) or str(err)
         raise PatternError(f"invalid regular expression: {msg}{where}") from None
     if not compiled.groupindex:

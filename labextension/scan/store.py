@@ -6,6 +6,7 @@ saved views should follow them, not the data. Keys are folder paths relative to 
 
 from __future__ import annotations
 
+import builtins  # the method `list` below shadows the builtin in the class body
 import json
 import os
 import tempfile
@@ -47,7 +48,7 @@ class PatternStore:
     def list(self, folder: str) -> list[dict]:
         return list(self._read().get(folder, []))
 
-    def save(self, folder: str, name: object, pattern: str) -> list[dict]:
+    def save(self, folder: str, name: object, pattern: str) -> builtins.list[dict]:
         if not isinstance(name, str) or not name.strip():
             raise StoreError("give the saved pattern a name")
         name = name.strip()

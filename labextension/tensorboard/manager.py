@@ -184,10 +184,13 @@ class TensorBoardManager:
         """Poll TensorBoard until it answers HTTP; record a failure with the end of its log."""
         deadline = time.monotonic() + self.startup_timeout
         start = time.monotonic()
+        process = inst.process
+        if process is None:  # watched only once started
+            raise RuntimeError(f"TensorBoard for {inst.logdir!r} was never started")
         try:
             while time.monotonic() < deadline:
-                if inst.process.returncode is not None:
-                    self._failed(inst, f"TensorBoard exited with code {inst.process.returncode}")
+                if process.returncode is not None:
+                    self._failed(inst, f"TensorBoard exited with code {process.returncode}")
                     return
                 try:
                     await self.http.fetch(f"http://{inst.upstream}/data/environment", request_timeout=5)
@@ -196,7 +199,7 @@ class TensorBoardManager:
                 except (HTTPClientError, OSError):
                     pass
                 try:
-                    await asyncio.wait_for(inst.process.wait(), 0.1)
+                    await asyncio.wait_for(process.wait(), 0.1)
                 except TimeoutError:
                     pass
             self._failed(inst, f"TensorBoard did not answer within {self.startup_timeout:g} s")

@@ -25,7 +25,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import httpclient, web
 
-from .manager import TensorBoardError
+from .manager import TensorBoardError, TensorBoardManager
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and what must not cross the proxy: the user's Jupyter/JupyterHub
 # credentials stay with the Jupyter server, and TensorBoard's cookies must not overwrite them.
@@ -42,6 +42,11 @@ _DROP_RESPONSE = {
 class TensorBoardProxyBase(ExtensionHandlerMixin, JupyterHandler):
     # Seeing TensorBoard runs code of the user's (the same permission as kernels).
     auth_resource = "kernels"
+
+    @property
+    def tensorboards(self) -> TensorBoardManager:
+        """The extension's manager (CondorhubLab.tensorboards; jupyter-server types extensionapp as any app)."""
+        return self.extensionapp.tensorboards  # type: ignore[attr-defined]
 
     @property
     def content_security_policy(self) -> str:
@@ -95,7 +100,7 @@ class TensorBoardProxyBase(ExtensionHandlerMixin, JupyterHandler):
             request_timeout=300,
         )
         try:
-            response = await self.extensionapp.tensorboards.http.fetch(request, raise_error=False)
+            response = await self.tensorboards.http.fetch(request, raise_error=False)
         except OSError as err:
             raise web.HTTPError(502, f"TensorBoard {upstream} does not answer ({err}); reload it") from None
         if response.code == 599:
@@ -134,7 +139,7 @@ class InstanceProxyHandler(TensorBoardProxyBase):
     async def _proxy(self, instance_id: str, rest: str | None):
         if not rest and self.trailing_slash():
             return
-        manager = self.extensionapp.tensorboards
+        manager = self.tensorboards
         try:
             inst = manager.get(instance_id)
         except TensorBoardError as err:
@@ -172,7 +177,7 @@ class PortProxyHandler(TensorBoardProxyBase):
         if not rest and self.trailing_slash():
             return
         number = int(port)
-        if not self.extensionapp.tensorboards.private.socket(f"port-{number}").exists():
+        if not self.tensorboards.private.socket(f"port-{number}").exists():
             raise web.HTTPError(
                 404,
                 f"no TensorBoard of yours for port {number}: only TensorBoards started with %tensorboard in this "

@@ -51,7 +51,7 @@ def concat(columns: list[Column]) -> Column:
     values = np.concatenate([c.values for c in columns])
     if columns[0].offsets is None:
         return Column(values, None)
-    counts = np.concatenate([np.diff(c.offsets) for c in columns])
+    counts = np.concatenate([np.diff(c.offsets) for c in columns])  # type: ignore[type-var]  # all jagged alike
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return Column(values, offsets)
@@ -93,9 +93,9 @@ def _direct(branch, dtype: np.dtype, jagged: bool, start: int, stop: int, offset
         return Column(joined, None)
     if offsets_of is not None and offsets_of[-1] == len(joined):
         return Column(joined, offsets_of)
-    counts = counts[0] if len(counts) == 1 else np.concatenate(counts)
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    all_counts = counts[0] if len(counts) == 1 else np.concatenate(counts)
+    offsets = np.zeros(len(all_counts) + 1, dtype=np.int64)
+    np.cumsum(all_counts, out=offsets[1:])
     return Column(joined, offsets)
 
 
@@ -112,9 +112,11 @@ def read_columns(tree, branches: list[Branch], start: int, stop: int) -> dict[st
             rest.append(b)
             continue
         try:
-            columns[b.name] = _direct(branch, dtype, b.jagged, start, stop, offsets_by_counter.get(b.counter))
-            if b.jagged and b.counter is not None:
-                offsets_by_counter.setdefault(b.counter, columns[b.name].offsets)
+            shared = offsets_by_counter.get(b.counter) if b.counter is not None else None
+            columns[b.name] = _direct(branch, dtype, b.jagged, start, stop, shared)
+            offsets = columns[b.name].offsets
+            if b.jagged and b.counter is not None and offsets is not None:
+                offsets_by_counter.setdefault(b.counter, offsets)
         except (ValueError, zlib.error, OSError, IndexError, uproot.deserialization.DeserializationError) as exc:
             raise CorruptFileError(
                 f"{tree.file.file_path}: branch {b.name!r}, entries {start}-{stop} cannot be read (corrupt or "

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +88,7 @@ class Specs:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        data = {
+        data: dict[str, Any] = {
             "format": FORMAT,
             "tree": self.tree,
             "n_events": self.n_events,
@@ -102,7 +104,7 @@ class Specs:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Specs:
+    def load(cls, path: str | os.PathLike[str]) -> Specs:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

@@ -180,7 +180,7 @@ class RootStream:
             columns = self.read(piece)
             for b in self.branches:
                 column = columns[b.name]
-                longest = int(np.diff(column.offsets).max()) if b.jagged and len(column) else 0
+                longest = int(np.diff(column.offsets).max()) if b.jagged and len(column) else 0  # type: ignore[type-var,union-attr]
                 specs.branches[b.name].add(column.values, longest)
             specs.n_events += piece.size
             bar.update(piece.size)
@@ -240,7 +240,7 @@ class RootStream:
         try:
             pending = pool.submit(self._read_chunk, plan[0]) if pool else None
             for k, pieces in enumerate(plan):
-                columns, y = pending.result() if pool else self._read_chunk(pieces)
+                columns, y = pending.result() if pending is not None else self._read_chunk(pieces)
                 if pool and k + 1 < len(plan):
                     pending = pool.submit(self._read_chunk, plan[k + 1])
                 x, mask = encoder.encode(columns)

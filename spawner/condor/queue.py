@@ -45,7 +45,7 @@ try:  # JupyterHub ships prometheus_client; /hub/metrics then shows the query ra
     COLLECTOR_QUERIES = Counter("condorhub_collector_queries", "Collector (slot) queries made by the queue view")
     REFRESH_SECONDS = Histogram("condorhub_queue_refresh_seconds", "Duration of one queue view refresh")
 except ImportError:  # pragma: no cover - the hub always has it
-    SCHEDD_QUERIES = SCHEDD_QUERY_FAILURES = COLLECTOR_QUERIES = REFRESH_SECONDS = None
+    SCHEDD_QUERIES = SCHEDD_QUERY_FAILURES = COLLECTOR_QUERIES = REFRESH_SECONDS = None  # type: ignore[assignment]
 
 
 def _count(metric) -> None:
@@ -205,7 +205,7 @@ class HTCondorQueue(SingletonConfigurable):
 
         self.claims: dict[str, str] = {}  # job id -> the server that owns it ("alice/")
         self.pending_removals: dict[str, str] = {}  # job id -> reason, retried until the schedd answers
-        self.known_job_ids: Callable[[], set[str]] | None = None  # job ids in the hub database
+        self.known_job_ids: Callable[[], set[str] | None] | None = None  # job ids in the hub database
         self._last_reconcile: float | None = None
 
         self.stats = {"schedd_queries": 0, "collector_queries": 0, "failed_queries": 0, "refreshes": 0}

@@ -63,7 +63,7 @@ class SpawnFailed(web.HTTPError):
         self.jupyterhub_message = message
 
     def __str__(self) -> str:
-        return self.log_message
+        return self.log_message or ""
 
 
 class HTCondorSpawner(BatchSpawnerBase):
@@ -414,12 +414,19 @@ class HTCondorSpawner(BatchSpawnerBase):
             if message != last_message:
                 self._emit(30, message)
                 last_message = message
-            if self._port_future.done():
+            if self._start_port_future.done():
                 # The launcher reported (so the job runs) but this view predates that: wait for the next.
                 await queue.wait_for_change(queue.poll_interval)
             else:
                 # The regular cycle, or earlier if the launcher reports its port meanwhile.
-                await self._wait_for(self._port_future, queue.poll_interval)
+                await self._wait_for(self._start_port_future, queue.poll_interval)
+
+    @property
+    def _start_port_future(self) -> asyncio.Future:
+        """The port future of the start in progress (start() makes it before it submits the job)."""
+        if self._port_future is None:
+            raise RuntimeError("no start in progress")
+        return self._port_future
 
     async def _wait_for(self, future: asyncio.Future, timeout: float) -> None:
         """Until ``future`` is done or the queue view changes or ``timeout`` passes."""
@@ -435,17 +442,18 @@ class HTCondorSpawner(BatchSpawnerBase):
         self.node = job.node
         self._emit(50, f"Running on {job.node} (job {self.job_id}); starting the Jupyter server")
         deadline = self.run_started + self.startup_timeout
-        while not self._port_future.done():
-            await self._wait_for(self._port_future, queue.poll_interval)
-            if self._port_future.done():
+        while not self._start_port_future.done():
+            await self._wait_for(self._start_port_future, queue.poll_interval)
+            if self._start_port_future.done():
                 break
-            job = queue.job(self.job_id) if not queue.unknown else job
-            if job is None:
+            latest = queue.job(self.job_id) if not queue.unknown else job
+            if latest is None:
                 raise self._fail(
                     f"Your server's job {self.job_id} ended before the server started: "
                     f"{await queue.last_words(self.job_id)}.",
                     log_tail=True,
                 )
+            job = latest
             if job.phase == Phase.held:
                 raise self._fail(f"HTCondor held your server's job {self.job_id}: {job.hold_reason}")
             if job.phase == Phase.ended:
@@ -461,7 +469,7 @@ class HTCondorSpawner(BatchSpawnerBase):
                     f"{self.startup_timeout} s.",
                     log_tail=True,
                 )
-        self.port, self.ip = self._port_future.result()
+        self.port, self.ip = self._start_port_future.result()
         self._emit(80, f"Server starting on {self.node}, port {self.port}; waiting for it to answer")
         await self._wait_listening(deadline)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 
 def main() -> int:
@@ -37,6 +38,7 @@ def main() -> int:
             request = json.loads(line)
             request_id = request.get("id")
             method = request["method"]
+            reply: dict[str, Any]
             if method == "ping":
                 reply = {"result": os.getpid()}
             elif method in ("query_jobs", "query_slots", "job_history", "submit", "remove"):
