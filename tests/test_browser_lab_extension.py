@@ -334,13 +334,23 @@ def test_pdf_cells_are_sandboxed_and_no_frame_url_carries_the_xsrf_token(hub, bo
                     raise AssertionError(f"message: {message(page)}") from None
         wait_images(page, 2)
         # Chromium's PDF viewer loaded inside each real PDF's frame: the sandbox header does not stop it.
-        deadline = time.monotonic() + 120
+        # On a loaded machine Chromium sometimes never starts the viewer of one frame (seen in CI: one of the two
+        # stayed dark for 120 s, with nothing failing in the page); loading that frame again once starts it.
+        deadline = time.monotonic() + 180
+        reloaded = False
         while True:
             tree = [(f.url, [c.url for c in f.child_frames]) for f in page.frames]
             viewers = [url for url, children in tree
                        if url.endswith("a_paper.pdf") and any(c.startswith("chrome-extension://") for c in children)]  # fmt: skip
             if len(viewers) >= 2:
                 break
+            if not reloaded and time.monotonic() > deadline - 120:
+                reloaded = True
+                page.evaluate(
+                    """loaded => document.querySelectorAll("iframe[src$='a_paper.pdf']").forEach(f => {
+                        if (!loaded.includes(f.src)) { f.src = f.src; } })""",
+                    viewers,
+                )
             if time.monotonic() > deadline:
                 screenshot(page, "scan-browser-pdf-failed")
                 raise AssertionError(f"PDF viewers: {viewers}; frames: {tree}")
