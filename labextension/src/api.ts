@@ -23,7 +23,8 @@ export async function requestAPI<T>(
   query: Record<string, string> = {}
 ): Promise<T> {
   const qs = new URLSearchParams(query).toString();
-  const url = URLExt.join(settings.baseUrl, 'condorhub/api', path) + (qs ? `?${qs}` : '');
+  const url =
+    URLExt.join(settings.baseUrl, 'condorhub/api', path) + (qs ? `?${qs}` : '');
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
@@ -38,7 +39,10 @@ export async function requestAPI<T>(
     data = null;
   }
   if (!response.ok) {
-    throw new APIError(response.status, (data && data.message) || text || response.statusText);
+    throw new APIError(
+      response.status,
+      (data && data.message) || text || response.statusText
+    );
   }
   return data as T;
 }
@@ -65,10 +69,15 @@ export function serverURL(path: string): string {
 
 /** The first `limit` characters of a text file, through the contents API. */
 export async function readText(path: string, limit = 20000): Promise<string> {
-  const url = URLExt.join(settings.baseUrl, 'api/contents', URLExt.encodeParts(path)) + '?type=file&format=text';
+  const url =
+    URLExt.join(settings.baseUrl, 'api/contents', URLExt.encodeParts(path)) +
+    '?type=file&format=text';
   const response = await ServerConnection.makeRequest(url, {}, settings);
   if (!response.ok) {
-    throw new APIError(response.status, `cannot read ${path} (${response.status})`);
+    throw new APIError(
+      response.status,
+      `cannot read ${path} (${response.status})`
+    );
   }
   const model = await response.json();
   const content: string = model.content ?? '';

@@ -6,7 +6,10 @@
  * notification per course while it is being brought up to date, turned into a success (closing by
  * itself) or an error that stays. It polls {base_url}condorhub/api/courses until no pull is running.
  */
-import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import {
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
 import { Notification } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
@@ -21,13 +24,18 @@ interface ICourseState {
 const POLL_MS = 2000;
 // JupyterLab cuts notification texts at 140 characters; the server log has the whole message.
 const MAX_MESSAGE = 120;
-const isActive = (course: ICourseState) => course.state === 'waiting' || course.state === 'pulling';
+const isActive = (course: ICourseState) =>
+  course.state === 'waiting' || course.state === 'pulling';
 
-async function courseStates(settings: ServerConnection.ISettings): Promise<ICourseState[] | null> {
+async function courseStates(
+  settings: ServerConnection.ISettings
+): Promise<ICourseState[] | null> {
   const url = URLExt.join(settings.baseUrl, 'condorhub/api/courses');
   try {
     const response = await ServerConnection.makeRequest(url, {}, settings);
-    return response.ok ? ((await response.json()).courses as ICourseState[]) : null;
+    return response.ok
+      ? ((await response.json()).courses as ICourseState[])
+      : null;
   } catch {
     return null; // the server went away; nothing to show
   }
@@ -35,11 +43,15 @@ async function courseStates(settings: ServerConnection.ISettings): Promise<ICour
 
 function short(text: string): string {
   const line = text.trim().split('\n').pop() ?? '';
-  return line.length > MAX_MESSAGE ? `${line.slice(0, MAX_MESSAGE - 1)}…` : line;
+  return line.length > MAX_MESSAGE
+    ? `${line.slice(0, MAX_MESSAGE - 1)}…`
+    : line;
 }
 
 /** Poll until no course is waiting or pulling; keep one notification per course in step with its state. */
-export async function watchCourses(settings = ServerConnection.makeSettings()): Promise<void> {
+export async function watchCourses(
+  settings = ServerConnection.makeSettings()
+): Promise<void> {
   const notes = new Map<string, string>(); // course slug -> notification id
   const finished = new Set<string>();
   for (;;) {
@@ -53,9 +65,13 @@ export async function watchCourses(settings = ServerConnection.makeSettings()): 
         if (!id) {
           notes.set(
             course.slug,
-            Notification.emit(`Course ${course.slug}: bringing ~/${course.folder} up to date…`, 'in-progress', {
-              autoClose: false
-            })
+            Notification.emit(
+              `Course ${course.slug}: bringing ~/${course.folder} up to date…`,
+              'in-progress',
+              {
+                autoClose: false
+              }
+            )
           );
         }
         continue;
@@ -65,7 +81,12 @@ export async function watchCourses(settings = ServerConnection.makeSettings()): 
       }
       finished.add(course.slug);
       if (course.state === 'done' && id) {
-        Notification.update({ id, message: `Course ${course.slug}: up to date in ~/${course.folder}`, type: 'success', autoClose: 5000 });
+        Notification.update({
+          id,
+          message: `Course ${course.slug}: up to date in ~/${course.folder}`,
+          type: 'success',
+          autoClose: 5000
+        });
       } else if (course.state === 'failed') {
         const message = `Course ${course.slug} could not be updated: ${short(course.message)}`;
         if (id) {
@@ -84,9 +105,12 @@ export async function watchCourses(settings = ServerConnection.makeSettings()): 
 
 export const coursesPlugin: JupyterFrontEndPlugin<void> = {
   id: '@condorhub/lab:courses',
-  description: 'Shows the progress of the course pulls a server runs after it starts',
+  description:
+    'Shows the progress of the course pulls a server runs after it starts',
   autoStart: true,
   activate: (app: JupyterFrontEnd) => {
-    void app.restored.then(() => watchCourses(app.serviceManager.serverSettings));
+    void app.restored.then(() =>
+      watchCourses(app.serviceManager.serverSettings)
+    );
   }
 };

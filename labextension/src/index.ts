@@ -2,15 +2,32 @@
  * condorhub's JupyterLab extension: the parameter-scan browser and the TensorBoard manager.
  * Both start from the file browser's context menu (on a folder), the launcher and the command palette.
  */
-import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, InputDialog, MainAreaWidget, WidgetTracker, showErrorMessage } from '@jupyterlab/apputils';
-import { IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  ICommandPalette,
+  InputDialog,
+  MainAreaWidget,
+  WidgetTracker,
+  showErrorMessage
+} from '@jupyterlab/apputils';
+import {
+  IDefaultFileBrowser,
+  IFileBrowserFactory
+} from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 
 import { coursesPlugin } from './courses';
 import { scanIcon, tensorboardIcon } from './icons';
 import { ScanBrowser } from './scan/widget';
-import { ITensorBoard, getTensorBoard, startTensorBoard } from './tensorboard/api';
+import {
+  ITensorBoard,
+  getTensorBoard,
+  startTensorBoard
+} from './tensorboard/api';
 import { TensorBoardPanel } from './tensorboard/panel';
 import { TensorBoardTab } from './tensorboard/widget';
 
@@ -61,17 +78,31 @@ const plugin: JupyterFrontEndPlugin<void> = {
     launcher: ILauncher | null,
     restorer: ILayoutRestorer | null
   ) => {
-    const openFile = (path: string) => void app.commands.execute('docmanager:open', { path });
-    const scans = new WidgetTracker<MainAreaWidget<ScanBrowser>>({ namespace: 'condorhub-scan' });
-    const tensorboards = new WidgetTracker<TensorBoardTab>({ namespace: 'condorhub-tensorboard' });
+    const openFile = (path: string) =>
+      void app.commands.execute('docmanager:open', { path });
+    const scans = new WidgetTracker<MainAreaWidget<ScanBrowser>>({
+      namespace: 'condorhub-scan'
+    });
+    const tensorboards = new WidgetTracker<TensorBoardTab>({
+      namespace: 'condorhub-tensorboard'
+    });
 
     // --- scan browser ---------------------------------------------------------------------------------
     app.commands.addCommand(CMD.scan, {
-      label: args => (args.isContextMenu ? 'Browse as parameter scan' : 'Parameter scan browser'),
-      caption: 'Show the files of a parameter scan as a grid over its parameters',
+      label: args =>
+        args.isContextMenu
+          ? 'Browse as parameter scan'
+          : 'Parameter scan browser',
+      caption:
+        'Show the files of a parameter scan as a grid over its parameters',
       icon: args => (args.isPalette ? undefined : scanIcon),
       execute: async args => {
-        const folder = targetFolder(args, factory, browser, !!args.isContextMenu);
+        const folder = targetFolder(
+          args,
+          factory,
+          browser,
+          !!args.isContextMenu
+        );
         const content = new ScanBrowser(folder, openFile);
         const widget = new MainAreaWidget({ content });
         widget.id = `condorhub-scan-${Date.now()}`;
@@ -88,7 +119,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     // --- TensorBoard ----------------------------------------------------------------------------------
     const refreshPanel = () => void panel.refresh();
     const openTab = (instance: ITensorBoard) => {
-      const existing = tensorboards.find(tab => tab.instance.id === instance.id);
+      const existing = tensorboards.find(
+        tab => tab.instance.id === instance.id
+      );
       if (existing) {
         app.shell.activateById(existing.id);
         return existing;
@@ -102,7 +135,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     app.commands.addCommand(CMD.startTensorBoard, {
-      label: args => (args.isContextMenu ? 'Start TensorBoard here' : 'TensorBoard'),
+      label: args =>
+        args.isContextMenu ? 'Start TensorBoard here' : 'TensorBoard',
       caption: 'Start TensorBoard for a log folder and show it in a tab',
       icon: args => (args.isPalette ? undefined : tensorboardIcon),
       execute: async args => {
@@ -123,7 +157,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
           refreshPanel();
           return openTab(instance).id;
         } catch (error) {
-          await showErrorMessage('TensorBoard did not start', (error as Error).message);
+          await showErrorMessage(
+            'TensorBoard did not start',
+            (error as Error).message
+          );
         }
       }
     });
@@ -142,15 +179,37 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.shell.add(panel, 'left', { rank: 600 });
 
     // --- where the commands appear -------------------------------------------------------------------
-    app.contextMenu.addItem({ command: CMD.scan, selector: FOLDER_SELECTOR, rank: 20, args: { isContextMenu: true } });
-    app.contextMenu.addItem({ command: CMD.startTensorBoard, selector: FOLDER_SELECTOR, rank: 21, args: { isContextMenu: true } });
+    app.contextMenu.addItem({
+      command: CMD.scan,
+      selector: FOLDER_SELECTOR,
+      rank: 20,
+      args: { isContextMenu: true }
+    });
+    app.contextMenu.addItem({
+      command: CMD.startTensorBoard,
+      selector: FOLDER_SELECTOR,
+      rank: 21,
+      args: { isContextMenu: true }
+    });
     if (palette) {
-      palette.addItem({ command: CMD.scan, category: CATEGORY, args: { isPalette: true } });
-      palette.addItem({ command: CMD.startTensorBoard, category: CATEGORY, args: { isPalette: true } });
+      palette.addItem({
+        command: CMD.scan,
+        category: CATEGORY,
+        args: { isPalette: true }
+      });
+      palette.addItem({
+        command: CMD.startTensorBoard,
+        category: CATEGORY,
+        args: { isPalette: true }
+      });
     }
     if (launcher) {
       launcher.add({ command: CMD.scan, category: 'Other', rank: 10 });
-      launcher.add({ command: CMD.startTensorBoard, category: 'Other', rank: 11 });
+      launcher.add({
+        command: CMD.startTensorBoard,
+        category: 'Other',
+        rank: 11
+      });
     }
     if (restorer) {
       // TensorBoard tabs come back after a page reload as long as their instance still runs.

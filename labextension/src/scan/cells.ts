@@ -10,7 +10,11 @@ const TABLE_ROWS = 12;
 /** Files shown in frames come from here: the server's /files/ may not be framed behind JupyterHub. */
 const FRAME_ROUTE = 'condorhub/scan/file';
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  cls?: string,
+  text?: string
+): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);
   if (cls) {
     node.className = cls;
@@ -23,11 +27,16 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: 
 
 function csvTable(text: string, separator: string): HTMLElement {
   const table = el('table', 'jp-condorhub-csv');
-  const lines = text.split(/\r?\n/).filter(l => l.length > 0).slice(0, TABLE_ROWS + 1);
+  const lines = text
+    .split(/\r?\n/)
+    .filter(l => l.length > 0)
+    .slice(0, TABLE_ROWS + 1);
   lines.forEach((line, i) => {
     const tr = el('tr');
     for (const value of line.split(separator)) {
-      tr.appendChild(el(i === 0 ? 'th' : 'td', undefined, value.replace(/^"|"$/g, '')));
+      tr.appendChild(
+        el(i === 0 ? 'th' : 'td', undefined, value.replace(/^"|"$/g, ''))
+      );
     }
     table.appendChild(tr);
   });
@@ -41,7 +50,9 @@ async function fillText(body: HTMLElement, file: IScanFile): Promise<void> {
     const text = await readText(file.path, TEXT_LIMIT);
     loading.remove();
     if (file.kind === 'csv') {
-      body.appendChild(csvTable(text, file.path.toLowerCase().endsWith('.tsv') ? '\t' : ','));
+      body.appendChild(
+        csvTable(text, file.path.toLowerCase().endsWith('.tsv') ? '\t' : ',')
+      );
       return;
     }
     let shown = text;
@@ -59,7 +70,10 @@ async function fillText(body: HTMLElement, file: IScanFile): Promise<void> {
 }
 
 /** The cell content for one file; `open` opens it in a Lab tab. */
-export function renderFile(file: IScanFile, open: (path: string) => void): HTMLElement {
+export function renderFile(
+  file: IScanFile,
+  open: (path: string) => void
+): HTMLElement {
   const box = el('div', `jp-condorhub-file jp-condorhub-kind-${file.kind}`);
   box.title = `${file.relative} — click to open`;
   box.dataset.path = file.path;
@@ -97,9 +111,15 @@ export function renderFile(file: IScanFile, open: (path: string) => void): HTMLE
       void fillText(body, file);
       break;
     default:
-      body.appendChild(el('div', 'jp-condorhub-other', file.relative.split('/').pop()));
+      body.appendChild(
+        el('div', 'jp-condorhub-other', file.relative.split('/').pop())
+      );
   }
-  const caption = el('div', 'jp-condorhub-caption', file.relative.split('/').pop());
+  const caption = el(
+    'div',
+    'jp-condorhub-caption',
+    file.relative.split('/').pop()
+  );
   box.appendChild(caption);
   // Frames swallow clicks, so the caption (and images) open the file.
   box.addEventListener('click', () => open(file.path));

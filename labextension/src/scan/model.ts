@@ -41,7 +41,8 @@ export interface ISaved {
 }
 
 /** Where an axis goes: on the grid's rows, its columns, or fixed to one value. */
-export type Placement = { role: 'row' } | { role: 'col' } | { role: 'fixed'; value: string | null };
+export type Placement =
+  { role: 'row' } | { role: 'col' } | { role: 'fixed'; value: string | null };
 
 export interface IGrid {
   rowAxes: string[];
@@ -57,13 +58,20 @@ export function defaultPlacement(axes: IAxis[]): Record<string, Placement> {
   const placement: Record<string, Placement> = {};
   axes.forEach((axis, i) => {
     placement[axis.name] =
-      i === 0 ? { role: 'row' } : i === 1 ? { role: 'col' } : { role: 'fixed', value: axis.values[0] ?? null };
+      i === 0
+        ? { role: 'row' }
+        : i === 1
+          ? { role: 'col' }
+          : { role: 'fixed', value: axis.values[0] ?? null };
   });
   return placement;
 }
 
 /** Keep what the user chose for axes that still exist; place new axes by default. */
-export function mergePlacement(axes: IAxis[], previous: Record<string, Placement>): Record<string, Placement> {
+export function mergePlacement(
+  axes: IAxis[],
+  previous: Record<string, Placement>
+): Record<string, Placement> {
   const fresh = defaultPlacement(axes);
   for (const axis of axes) {
     const old = previous[axis.name];
@@ -75,10 +83,17 @@ export function mergePlacement(axes: IAxis[], previous: Record<string, Placement
 }
 
 /** Rows become columns and columns rows. */
-export function swapPlacement(placement: Record<string, Placement>): Record<string, Placement> {
+export function swapPlacement(
+  placement: Record<string, Placement>
+): Record<string, Placement> {
   const swapped: Record<string, Placement> = {};
   for (const [name, p] of Object.entries(placement)) {
-    swapped[name] = p.role === 'row' ? { role: 'col' } : p.role === 'col' ? { role: 'row' } : p;
+    swapped[name] =
+      p.role === 'row'
+        ? { role: 'col' }
+        : p.role === 'col'
+          ? { role: 'row' }
+          : p;
   }
   return swapped;
 }
@@ -93,7 +108,11 @@ function product(lists: (string | null)[][]): (string | null)[][] {
 const keyOf = (values: (string | null)[]) => JSON.stringify(values);
 
 /** The grid: rows × columns of the placed axes, each cell the files with those values and the fixed ones. */
-export function buildGrid(axes: IAxis[], files: IScanFile[], placement: Record<string, Placement>): IGrid {
+export function buildGrid(
+  axes: IAxis[],
+  files: IScanFile[],
+  placement: Record<string, Placement>
+): IGrid {
   const rowAxes = axes.filter(a => placement[a.name]?.role === 'row');
   const colAxes = axes.filter(a => placement[a.name]?.role === 'col');
   const fixed = axes.filter(a => placement[a.name]?.role === 'fixed');
@@ -104,7 +123,13 @@ export function buildGrid(axes: IAxis[], files: IScanFile[], placement: Record<s
   const cells = new Map<string, IScanFile[]>();
   let shown = 0;
   for (const file of files) {
-    if (!fixed.every(a => file.params[a.name] === (placement[a.name] as { value: string | null }).value)) {
+    if (
+      !fixed.every(
+        a =>
+          file.params[a.name] ===
+          (placement[a.name] as { value: string | null }).value
+      )
+    ) {
       continue;
     }
     const r = rowIndex.get(keyOf(rowAxes.map(a => file.params[a.name])));
@@ -118,5 +143,12 @@ export function buildGrid(axes: IAxis[], files: IScanFile[], placement: Record<s
     cells.set(key, list);
     shown++;
   }
-  return { rowAxes: rowAxes.map(a => a.name), colAxes: colAxes.map(a => a.name), rows, cols, cells, shown };
+  return {
+    rowAxes: rowAxes.map(a => a.name),
+    colAxes: colAxes.map(a => a.name),
+    rows,
+    cols,
+    cells,
+    shown
+  };
 }

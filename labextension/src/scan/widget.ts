@@ -21,7 +21,11 @@ import {
 /** More cells than this and the browser slows to a crawl: show the first ones and say so. */
 const MAX_CELLS = 400;
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  cls?: string,
+  text?: string
+): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);
   if (cls) {
     node.className = cls;
@@ -54,7 +58,8 @@ export class ScanBrowser extends Widget {
     this.addClass('jp-condorhub-scan');
     this.folderInput.value = folder;
     this.folderInput.placeholder = 'folder, relative to the Lab root';
-    this.patternInput.placeholder = 'e.g. lr_(?P<lr>[^/]+)/layers_(?P<layers>\\d+)/.*\\.png';
+    this.patternInput.placeholder =
+      'e.g. lr_(?P<lr>[^/]+)/layers_(?P<layers>\\d+)/.*\\.png';
     this.patternInput.spellcheck = false;
     this.buildForm();
     this.node.append(this.messageBox, this.axesBox, this.gridBox);
@@ -64,7 +69,11 @@ export class ScanBrowser extends Widget {
     return this.folderInput.value.trim().replace(/^\/+|\/+$/g, '');
   }
 
-  private button(label: string, cls: string, action: () => void): HTMLButtonElement {
+  private button(
+    label: string,
+    cls: string,
+    action: () => void
+  ): HTMLButtonElement {
     const b = el('button', `jp-mod-styled jp-condorhub-button ${cls}`, label);
     b.addEventListener('click', action);
     return b;
@@ -104,7 +113,11 @@ export class ScanBrowser extends Widget {
       this.presetSelect,
       this.savedSelect,
       this.button('Save…', 'jp-condorhub-save', () => void this.savePattern()),
-      this.button('Delete saved', 'jp-condorhub-delete', () => void this.deletePattern())
+      this.button(
+        'Delete saved',
+        'jp-condorhub-delete',
+        () => void this.deletePattern()
+      )
     );
     this.node.appendChild(form);
   }
@@ -120,7 +133,11 @@ export class ScanBrowser extends Widget {
     try {
       const [suggestion, saved] = await Promise.all([
         requestAPI<ISuggestion>('scan/suggest', {}, { path: this.folder }),
-        requestAPI<{ patterns: ISaved[] }>('scan/patterns', {}, { path: this.folder })
+        requestAPI<{ patterns: ISaved[] }>(
+          'scan/patterns',
+          {},
+          { path: this.folder }
+        )
       ]);
       this.fillPresets(suggestion);
       this.fillSaved(saved.patterns);
@@ -150,7 +167,13 @@ export class ScanBrowser extends Widget {
 
   private fillSaved(saved: ISaved[]): void {
     this.saved = saved;
-    this.savedSelect.replaceChildren(el('option', undefined, saved.length ? 'Saved patterns…' : '(nothing saved)'));
+    this.savedSelect.replaceChildren(
+      el(
+        'option',
+        undefined,
+        saved.length ? 'Saved patterns…' : '(nothing saved)'
+      )
+    );
     (this.savedSelect.firstChild as HTMLOptionElement).value = '';
     for (const entry of saved) {
       const option = el('option', undefined, entry.name);
@@ -164,12 +187,16 @@ export class ScanBrowser extends Widget {
   async apply(): Promise<void> {
     this.say('matching…');
     try {
-      this.match = await postJSON<IMatch>('scan/match', { path: this.folder, pattern: this.patternInput.value });
+      this.match = await postJSON<IMatch>('scan/match', {
+        path: this.folder,
+        pattern: this.patternInput.value
+      });
     } catch (error) {
       this.match = null;
       this.axesBox.replaceChildren();
       this.gridBox.replaceChildren();
-      const status = error instanceof APIError && error.status ? ` (${error.status})` : '';
+      const status =
+        error instanceof APIError && error.status ? ` (${error.status})` : '';
       this.say(`${(error as Error).message}${status}`, true);
       return;
     }
@@ -198,7 +225,10 @@ export class ScanBrowser extends Widget {
       const options: [string, string][] = [
         ['row', 'rows'],
         ['col', 'columns'],
-        ...axis.values.map((v, i): [string, string] => [`fixed:${i}`, `= ${show(v)}`])
+        ...axis.values.map((v, i): [string, string] => [
+          `fixed:${i}`,
+          `= ${show(v)}`
+        ])
       ];
       for (const [value, label] of options) {
         const option = el('option', undefined, label);
@@ -206,7 +236,8 @@ export class ScanBrowser extends Widget {
         select.appendChild(option);
       }
       const p = this.placement[axis.name];
-      select.value = p.role === 'fixed' ? `fixed:${axis.values.indexOf(p.value)}` : p.role;
+      select.value =
+        p.role === 'fixed' ? `fixed:${axis.values.indexOf(p.value)}` : p.role;
       select.addEventListener('change', () => {
         const v = select.value;
         this.placement[axis.name] = v.startsWith('fixed:')
@@ -216,24 +247,46 @@ export class ScanBrowser extends Widget {
       });
       row.appendChild(select);
       const values = axis.values.map(show).join(', ');
-      row.appendChild(el('span', 'jp-condorhub-axis-values', `${axis.values.length} values${axis.numeric ? ' (numeric)' : ''}: ${values}`));
+      row.appendChild(
+        el(
+          'span',
+          'jp-condorhub-axis-values',
+          `${axis.values.length} values${axis.numeric ? ' (numeric)' : ''}: ${values}`
+        )
+      );
       return row;
     });
-    const swap = this.button('Swap rows and columns', 'jp-condorhub-swap', () => {
-      this.placement = swapPlacement(this.placement);
-      this.render();
-    });
+    const swap = this.button(
+      'Swap rows and columns',
+      'jp-condorhub-swap',
+      () => {
+        this.placement = swapPlacement(this.placement);
+        this.render();
+      }
+    );
     this.axesBox.replaceChildren(...rows, swap);
   }
 
   private renderGrid(grid: IGrid): void {
     const table = el('table', 'jp-condorhub-grid-table');
-    const label = (names: string[], key: (string | null)[]) => names.map((n, i) => `${n}=${show(key[i])}`).join(', ');
+    const label = (names: string[], key: (string | null)[]) =>
+      names.map((n, i) => `${n}=${show(key[i])}`).join(', ');
     const head = el('tr');
-    head.appendChild(el('th', 'jp-condorhub-corner', `${grid.rowAxes.join(', ') || '–'} \\ ${grid.colAxes.join(', ') || '–'}`));
-    grid.cols.forEach(c => head.appendChild(el('th', 'jp-condorhub-colhead', label(grid.colAxes, c))));
+    head.appendChild(
+      el(
+        'th',
+        'jp-condorhub-corner',
+        `${grid.rowAxes.join(', ') || '–'} \\ ${grid.colAxes.join(', ') || '–'}`
+      )
+    );
+    grid.cols.forEach(c =>
+      head.appendChild(el('th', 'jp-condorhub-colhead', label(grid.colAxes, c)))
+    );
     table.appendChild(head);
-    const maxRows = Math.max(1, Math.floor(MAX_CELLS / Math.max(1, grid.cols.length)));
+    const maxRows = Math.max(
+      1,
+      Math.floor(MAX_CELLS / Math.max(1, grid.cols.length))
+    );
     grid.rows.slice(0, maxRows).forEach((r, ri) => {
       const tr = el('tr');
       tr.appendChild(el('th', 'jp-condorhub-rowhead', label(grid.rowAxes, r)));
@@ -251,20 +304,32 @@ export class ScanBrowser extends Widget {
     this.gridBox.replaceChildren(table);
     if (grid.rows.length > maxRows) {
       this.gridBox.appendChild(
-        el('div', 'jp-condorhub-more', `${grid.rows.length - maxRows} more rows not drawn: fix an axis to a value to see them.`)
+        el(
+          'div',
+          'jp-condorhub-more',
+          `${grid.rows.length - maxRows} more rows not drawn: fix an axis to a value to see them.`
+        )
       );
     }
   }
 
   private async savePattern(): Promise<void> {
-    const result = await InputDialog.getText({ title: `Save this pattern for ${this.folder || 'the root folder'}`, placeholder: 'name', text: this.savedSelect.value || '' });
+    const result = await InputDialog.getText({
+      title: `Save this pattern for ${this.folder || 'the root folder'}`,
+      placeholder: 'name',
+      text: this.savedSelect.value || ''
+    });
     if (!result.button.accept || !result.value) {
       return;
     }
     try {
       const saved = await requestAPI<{ patterns: ISaved[] }>('scan/patterns', {
         method: 'PUT',
-        body: JSON.stringify({ path: this.folder, name: result.value, pattern: this.patternInput.value })
+        body: JSON.stringify({
+          path: this.folder,
+          name: result.value,
+          pattern: this.patternInput.value
+        })
       });
       this.fillSaved(saved.patterns);
       this.savedSelect.value = result.value.trim();
@@ -289,7 +354,11 @@ export class ScanBrowser extends Widget {
       return;
     }
     try {
-      const saved = await requestAPI<{ patterns: ISaved[] }>('scan/patterns', { method: 'DELETE' }, { path: this.folder, name });
+      const saved = await requestAPI<{ patterns: ISaved[] }>(
+        'scan/patterns',
+        { method: 'DELETE' },
+        { path: this.folder, name }
+      );
       this.fillSaved(saved.patterns);
     } catch (error) {
       this.say((error as Error).message, true);

@@ -12,8 +12,13 @@ export interface ITensorBoard {
   ready_after: number | null;
 }
 
-export const listTensorBoards = async () => (await requestAPI<{ instances: ITensorBoard[] }>('tensorboard')).instances;
-export const startTensorBoard = (logdir: string) => postJSON<ITensorBoard>('tensorboard', { logdir });
-export const getTensorBoard = (id: string) => requestAPI<ITensorBoard>(`tensorboard/${id}`);
-export const reloadTensorBoard = (id: string) => postJSON<ITensorBoard>(`tensorboard/${id}/reload`, {});
-export const stopTensorBoard = (id: string) => requestAPI<null>(`tensorboard/${id}`, { method: 'DELETE' });
+export const listTensorBoards = async () =>
+  (await requestAPI<{ instances: ITensorBoard[] }>('tensorboard')).instances;
+export const startTensorBoard = (logdir: string) =>
+  postJSON<ITensorBoard>('tensorboard', { logdir });
+export const getTensorBoard = (id: string) =>
+  requestAPI<ITensorBoard>(`tensorboard/${id}`);
+export const reloadTensorBoard = (id: string) =>
+  postJSON<ITensorBoard>(`tensorboard/${id}/reload`, {});
+export const stopTensorBoard = (id: string) =>
+  requestAPI<null>(`tensorboard/${id}`, { method: 'DELETE' });

@@ -3,7 +3,12 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { ITensorBoard, listTensorBoards, reloadTensorBoard, stopTensorBoard } from './api';
+import {
+  ITensorBoard,
+  listTensorBoards,
+  reloadTensorBoard,
+  stopTensorBoard
+} from './api';
 
 export class TensorBoardPanel extends Widget {
   private list = document.createElement('ul');
@@ -23,7 +28,8 @@ export class TensorBoardPanel extends Widget {
     header.className = 'jp-condorhub-tb-header';
     header.textContent = 'TensorBoards';
     const startButton = document.createElement('button');
-    startButton.className = 'jp-mod-styled jp-condorhub-button jp-condorhub-tb-start';
+    startButton.className =
+      'jp-mod-styled jp-condorhub-button jp-condorhub-tb-start';
     startButton.textContent = 'Start…';
     startButton.addEventListener('click', () => this.start());
     header.appendChild(startButton);
@@ -48,7 +54,9 @@ export class TensorBoardPanel extends Widget {
       this.status.textContent = (error as Error).message;
       return;
     }
-    this.status.textContent = instances.length ? '' : 'None running. Right-click a folder → “Start TensorBoard here”.';
+    this.status.textContent = instances.length
+      ? ''
+      : 'None running. Right-click a folder → “Start TensorBoard here”.';
     this.list.replaceChildren(
       ...instances.map(inst => {
         const item = document.createElement('li');

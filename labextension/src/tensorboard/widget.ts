@@ -3,7 +3,12 @@
  * browser tab" in its toolbar.
  */
 import { MainAreaWidget, ToolbarButton } from '@jupyterlab/apputils';
-import { IFrame, refreshIcon, stopIcon, launchIcon } from '@jupyterlab/ui-components';
+import {
+  IFrame,
+  refreshIcon,
+  stopIcon,
+  launchIcon
+} from '@jupyterlab/ui-components';
 
 import { serverURL } from '../api';
 import { ITensorBoard, reloadTensorBoard, stopTensorBoard } from './api';
@@ -16,7 +21,13 @@ export class TensorBoardTab extends MainAreaWidget<IFrame> {
     // TensorBoard is the user's own program, served from this origin: its scripts need same-origin to
     // call its data API through the proxy (which checks exactly that).
     const frame = new IFrame({
-      sandbox: ['allow-scripts', 'allow-same-origin', 'allow-popups', 'allow-downloads', 'allow-forms'],
+      sandbox: [
+        'allow-scripts',
+        'allow-same-origin',
+        'allow-popups',
+        'allow-downloads',
+        'allow-forms'
+      ],
       referrerPolicy: 'same-origin'
     });
     super({ content: frame });
@@ -27,15 +38,29 @@ export class TensorBoardTab extends MainAreaWidget<IFrame> {
     this.title.closable = true;
     this.toolbar.addItem(
       'reload',
-      new ToolbarButton({ icon: refreshIcon, label: 'Reload', tooltip: 'Restart TensorBoard (new runs, a stuck process)', onClick: () => void this.reload() })
+      new ToolbarButton({
+        icon: refreshIcon,
+        label: 'Reload',
+        tooltip: 'Restart TensorBoard (new runs, a stuck process)',
+        onClick: () => void this.reload()
+      })
     );
     this.toolbar.addItem(
       'stop',
-      new ToolbarButton({ icon: stopIcon, label: 'Stop', tooltip: 'Stop this TensorBoard and close the tab', onClick: () => void this.stop() })
+      new ToolbarButton({
+        icon: stopIcon,
+        label: 'Stop',
+        tooltip: 'Stop this TensorBoard and close the tab',
+        onClick: () => void this.stop()
+      })
     );
     this.toolbar.addItem(
       'open',
-      new ToolbarButton({ icon: launchIcon, tooltip: 'Open in a browser tab', onClick: () => window.open(this.url, '_blank') })
+      new ToolbarButton({
+        icon: launchIcon,
+        tooltip: 'Open in a browser tab',
+        onClick: () => window.open(this.url, '_blank')
+      })
     );
     this.content.url = this.url;
   }
