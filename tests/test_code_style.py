@@ -1,5 +1,6 @@
 """Product code is ruff-clean (lint and format) and mypy-clean, with the settings in pyproject.toml."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,35 @@ def test_mypy(tmp_path):
         check=False, cwd=tree, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, f"mypy found type errors:\n{result.stdout}{result.stderr}"
+
+
+# The JupyterLab extension's TypeScript: prettier and eslint as labextension/package.json's scripts run them
+# (settings: labextension/.prettierrc.json, labextension/eslint.config.mjs). They come with the extension's
+# npm dependencies, which labextension/build.sh installs (setup.sh runs it) from the npm cache, no network.
+LABEXTENSION = ROOT / "labextension"
+
+
+def _npm_script(script: str) -> subprocess.CompletedProcess:
+    npm = shutil.which("npm")
+    assert npm, "npm is not on PATH: install node (setup.sh does: apt nodejs npm)"
+    assert (LABEXTENSION / "node_modules" / ".bin" / "eslint").exists(), (
+        "labextension/node_modules has no eslint: run `labextension/build.sh PYTHON` (or `npm ci` in labextension/)"
+    )
+    return subprocess.run(
+        [npm, "run", "--silent", script], check=False, cwd=LABEXTENSION, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_labextension_prettier():
+    result = _npm_script("prettier:check")
+    assert result.returncode == 0, (
+        f"labextension sources not formatted (run `npm run prettier` in labextension/):\n{result.stdout}{result.stderr}"
+    )
+
+
+def test_labextension_eslint():
+    result = _npm_script("eslint:check")
+    assert result.returncode == 0, (
+        f"eslint found problems in labextension/src (fix them, or `npm run eslint` in labextension/):\n"
+        f"{result.stdout}{result.stderr}"
+    )

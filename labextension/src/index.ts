@@ -22,12 +22,14 @@ import { ILauncher } from '@jupyterlab/launcher';
 
 import { coursesPlugin } from './courses';
 import { scanIcon, tensorboardIcon } from './icons';
-import { ScanBrowser } from './scan/widget';
+import type { ScanBrowser } from './scan/widget';
 import {
   ITensorBoard,
   getTensorBoard,
   startTensorBoard
 } from './tensorboard/api';
+// The TensorBoard side panel is added at activation, so its module is needed at once.
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { TensorBoardPanel } from './tensorboard/panel';
 import { TensorBoardTab } from './tensorboard/widget';
 
@@ -36,6 +38,27 @@ const CMD = {
   scan: 'condorhub:open-scan-browser',
   startTensorBoard: 'condorhub:start-tensorboard',
   openTensorBoard: 'condorhub:open-tensorboard'
+};
+/** The arguments the folder commands take (describedBy: their description for whatever calls them). */
+const FOLDER_ARGS = {
+  args: {
+    type: 'object',
+    properties: {
+      path: {
+        type: 'string',
+        description:
+          'The folder, relative to the Lab root; default: the right-clicked folder, else the one the file browser shows'
+      },
+      isContextMenu: {
+        type: 'boolean',
+        description: 'Invoked from the file browser context menu'
+      },
+      isPalette: {
+        type: 'boolean',
+        description: 'Invoked from the command palette'
+      }
+    }
+  }
 };
 /** Folders in the file browser listing: the context menu items apply to them. */
 const FOLDER_SELECTOR = '.jp-DirListing-item[data-isdir="true"]';
@@ -96,6 +119,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption:
         'Show the files of a parameter scan as a grid over its parameters',
       icon: args => (args.isPalette ? undefined : scanIcon),
+      describedBy: FOLDER_ARGS,
       execute: async args => {
         const folder = targetFolder(
           args,
@@ -103,6 +127,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           browser,
           !!args.isContextMenu
         );
+        // Loaded when first used: the scan browser's code stays out of the Lab's start.
+        const { ScanBrowser } = await import('./scan/widget');
         const content = new ScanBrowser(folder, openFile);
         const widget = new MainAreaWidget({ content });
         widget.id = `condorhub-scan-${Date.now()}`;
@@ -139,6 +165,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         args.isContextMenu ? 'Start TensorBoard here' : 'TensorBoard',
       caption: 'Start TensorBoard for a log folder and show it in a tab',
       icon: args => (args.isPalette ? undefined : tensorboardIcon),
+      describedBy: FOLDER_ARGS,
       execute: async args => {
         let folder = targetFolder(args, factory, browser, !!args.isContextMenu);
         if (!args.isContextMenu && typeof args.path !== 'string') {
@@ -167,6 +194,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     app.commands.addCommand(CMD.openTensorBoard, {
       label: 'Open TensorBoard tab',
+      describedBy: {
+        args: {
+          type: 'object',
+          properties: {
+            id: {
+              type: 'string',
+              description: 'The id of a running TensorBoard instance'
+            }
+          },
+          required: ['id']
+        }
+      },
       execute: async args => openTab(await getTensorBoard(String(args.id))).id
     });
 
