@@ -21,6 +21,7 @@ import {
 import { ILauncher } from '@jupyterlab/launcher';
 
 import { coursesPlugin } from './courses';
+import { jobsPlugin } from './jobs/plugin';
 import { scanIcon, tensorboardIcon } from './icons';
 import type { ScanBrowser } from './scan/widget';
 import {
@@ -261,5 +262,5 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-// The course pulls' notifications: a plugin of its own (src/courses.ts).
-export default [plugin, coursesPlugin];
+// The course pulls' notifications and the HTCondor jobs: plugins of their own (src/courses.ts, src/jobs/).
+export default [plugin, coursesPlugin, jobsPlugin];

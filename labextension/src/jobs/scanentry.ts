@@ -1,0 +1,143 @@
+/**
+ * A parameter scan in the Jobs panel: one entry for the whole cluster, with a grid of its points' states
+ * (rows: the values of all parameters but the last; columns: the last one's) and the counts per state.
+ */
+import { IJob, IProfile } from './api';
+import { button, el } from './dom';
+import { isActive, profileName, stateCounts, stateWord, times } from './format';
+import { IEntryActions, stateBadge } from './entry';
+
+/** The values of one parameter in the order the points first show them (the server's itemdata order). */
+function valuesOf(points: IJob[], name: string): string[] {
+  const seen: string[] = [];
+  for (const p of points) {
+    const v = p.scan?.params[name];
+    if (v !== undefined && !seen.includes(v)) {
+      seen.push(v);
+    }
+  }
+  return seen;
+}
+
+/** The overall word for a scan: running while any point runs, then queued/held, else done or failed. */
+function scanWord(words: string[]): string {
+  for (const w of ['running', 'held', 'queued', 'suspended', 'failed']) {
+    if (words.includes(w)) {
+      return w;
+    }
+  }
+  return words.every(w => w === 'removed') ? 'removed' : 'done';
+}
+
+function grid(points: IJob[], actions: IEntryActions): HTMLTableElement {
+  const names = Object.keys(points[0].scan?.params ?? {});
+  const colName = names[names.length - 1];
+  const rowNames = names.slice(0, -1);
+  const cols = colName === undefined ? [''] : valuesOf(points, colName);
+  const rowKey = (p: IJob) =>
+    rowNames.map(n => `${n}=${p.scan?.params[n]}`).join(', ');
+  const rows: string[] = [];
+  for (const p of points) {
+    if (!rows.includes(rowKey(p))) {
+      rows.push(rowKey(p));
+    }
+  }
+  const table = el('table', 'jp-condorhub-scan-grid');
+  const head = el('tr');
+  head.appendChild(
+    el(
+      'th',
+      'jp-condorhub-scan-corner',
+      colName === undefined ? '' : `${colName} →`
+    )
+  );
+  cols.forEach(c => head.appendChild(el('th', 'jp-condorhub-scan-colhead', c)));
+  table.appendChild(head);
+  for (const r of rows) {
+    const tr = el('tr');
+    tr.appendChild(el('th', 'jp-condorhub-scan-rowhead', r));
+    for (const c of cols) {
+      const point = points.find(
+        p =>
+          rowKey(p) === r &&
+          (colName === undefined || p.scan?.params[colName] === c)
+      );
+      const td = el('td', 'jp-condorhub-scan-point');
+      if (point) {
+        const word = stateWord(point);
+        td.classList.add(`jp-condorhub-state-${word}`);
+        td.dataset.id = point.id;
+        td.dataset.state = word;
+        const params = Object.entries(point.scan?.params ?? {})
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ');
+        const exit =
+          point.exit_code !== null ? `, exit code ${point.exit_code}` : '';
+        td.title = `${params}: ${word}${exit} (job ${point.id}); click for its output`;
+        td.addEventListener('click', () => actions.openOutput(point));
+      }
+      tr.appendChild(td);
+    }
+    table.appendChild(tr);
+  }
+  return table;
+}
+
+export function renderScan(
+  cluster: number,
+  points: IJob[],
+  profiles: IProfile[],
+  actions: IEntryActions
+): HTMLElement {
+  const words = points.map(stateWord);
+  const word = scanWord(words);
+  const first = points[0];
+  const node = el(
+    'div',
+    `jp-condorhub-job jp-condorhub-scan-entry jp-condorhub-state-${word}`
+  );
+  node.dataset.cluster = String(cluster);
+  node.dataset.state = word;
+
+  const head = el('div', 'jp-condorhub-job-head');
+  const name = el('span', 'jp-condorhub-job-name', `${first.name} (scan)`);
+  name.title = 'Open the scan browser on its folder';
+  name.addEventListener('click', () => actions.openScan(cluster, points));
+  head.append(
+    stateBadge(word),
+    name,
+    el('span', 'jp-condorhub-job-id', String(cluster))
+  );
+  const info = el(
+    'div',
+    'jp-condorhub-job-info',
+    `${profileName(first.profile, profiles)} · ${times(first)}`
+  );
+  const counts = el(
+    'div',
+    'jp-condorhub-scan-counts',
+    `${points.length} points: ${stateCounts(words)}`
+  );
+
+  const bar = el('div', 'jp-condorhub-job-actions');
+  bar.appendChild(
+    button(
+      'Open in scan browser',
+      'jp-condorhub-scan-open',
+      () => actions.openScan(cluster, points),
+      'Browse its result files as a grid'
+    )
+  );
+  if (points.some(isActive)) {
+    bar.appendChild(
+      button(
+        'Cancel scan',
+        'jp-condorhub-scan-remove',
+        () => actions.cancelScan(cluster, points.filter(isActive)),
+        'Remove its points that have not finished'
+      )
+    );
+  }
+  node.append(head, info, counts, grid(points, actions), bar);
+  return node;
+}
