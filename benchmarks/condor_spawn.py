@@ -182,9 +182,9 @@ class Bench:
         if condor:
             site["htcondor"] = {
                 "condor_config": str(self.pool.condor_config_path),
-                "worker_env": wr.WORKER_VENV,
+                "server_venv": wr.WORKER_VENV,
                 "poll_interval": self.args.poll_interval,
-                "startup_timeout": "5m",
+                "server_start_timeout": "5m",
                 "queue_timeout": "10m",
                 "accounting_groups": {"student": "group_students"},
             }

@@ -24,7 +24,7 @@ from condorhub.schema import HTCondorSettings, default_of
 
 
 class StockCondorSpawner(CondorSpawner):
-    worker_env = Unicode(str(default_of(HTCondorSettings, "worker_env")), config=True, help="The pool's single-user environment.")
+    worker_env = Unicode(str(default_of(HTCondorSettings, "server_venv")), config=True, help="The pool's single-user environment.")
     home = Unicode("")
     shell = Unicode("")
 

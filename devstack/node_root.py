@@ -69,7 +69,7 @@ MIRROR = os.environ.get("CONDORHUB_DEBIAN_MIRROR", "http://deb.debian.org/debian
 
 #: The single-user environment batchspawner starts inside the HTCondor job: the schema's default, which
 #: is the worker_env role's default too (tests/test_drift.py).
-WORKER_VENV = str(default_of(HTCondorSettings, "worker_env"))
+WORKER_VENV = str(default_of(HTCondorSettings, "server_venv"))
 #: Local system account behind the hub's HTCondor identity (htcondor role's default).
 HUB_ACCOUNT = "condorhub"
 #: The roles site.yml applies to a host that is central manager, submit and execute node (and no hub).

@@ -52,7 +52,7 @@ def demo_site(pool=None) -> dict:
             "bind_url": HUB_URL,
             "hub_bind_url": "http://127.0.0.1:8081",
             "state_dir": str(DEMO_DIR / "hub"),
-            "singleuser_env": str(Path(sys.executable).parent.parent),
+            "server_venv": str(Path(sys.executable).parent.parent),
         },
         "ldap": {
             "server_address": "127.0.0.1",
@@ -81,7 +81,7 @@ def demo_site(pool=None) -> dict:
 
         site["htcondor"] = {
             "condor_config": str(pool.condor_config_path),
-            "worker_env": WORKER_VENV,
+            "server_venv": WORKER_VENV,
             "accounting_groups": dict(ACCOUNTING_GROUPS),
         }
         site["profiles"] += CONDOR_PROFILES

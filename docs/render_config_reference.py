@@ -49,6 +49,8 @@ def _resolve(schema: dict, defs: dict) -> dict:
 
 
 def _type_name(schema: dict, defs: dict) -> str:
+    if "x-condorhub-kind" in schema:  # the schema's own types (a duration, a memory size), named as such
+        return str(schema["x-condorhub-kind"])
     if "$ref" in schema:
         target = _resolve(schema, defs)
         if "enum" in target:
@@ -181,7 +183,7 @@ def render_traits() -> list[str]:
         "",
         "The site file sets most of these (see `hub_config/traits.py` for the mapping); a site can set any "
         "of them directly in a JupyterHub or jupyter-server config file, e.g. "
-        "`c.HTCondorSpawner.startup_timeout = 600`. Only traits condorhub declares are listed; inherited "
+        "`c.HTCondorSpawner.server_start_timeout = 600`. Only traits condorhub declares are listed; inherited "
         "ones are documented by JupyterHub, batchspawner, ldapauthenticator and jupyter-server.",
         "",
     ]

@@ -14,9 +14,20 @@ import re
 from enum import StrEnum
 from ipaddress import ip_network
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    TypeAdapter,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 
 class Role(StrEnum):
@@ -36,14 +47,26 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True, validate_default=True)
 
 
-def default_of(model: type[BaseModel], field: str):
-    """The schema's default of ``model.field``, as written in the model (before validation).
+def default_of(model: type[BaseModel], field: str) -> Any:
+    """The schema's default of ``model.field``, normalised as a site value would be (``"5m"`` → 300.0).
 
     The schema owns the defaults: trait classes (the authenticator, the HTCondor spawner and queue)
     take theirs from here instead of restating them, so a hub configured in Python and one configured
     by a site file behave the same (tests/test_drift.py checks every pair).
     """
-    return model.model_fields[field].get_default(call_default_factory=True)
+    info = model.model_fields[field]
+    as_written = info.get_default(call_default_factory=True)
+    annotation: Any = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    return TypeAdapter(annotation).validate_python(as_written)
+
+
+def written(text: str) -> Any:
+    """A default as a site file writes it (``"5m"``, ``"4G"``), for a field that holds seconds or bytes.
+
+    ``validate_default`` parses it like a site value, so the model holds the number while the reference
+    documentation and ``condorhub config schema`` show the default in the form people write.
+    """
+    return text
 
 
 # A memory size as HTCondor and JupyterHub write it: 512M, 4G, 1.5G. Bare numbers are bytes.
@@ -53,6 +76,8 @@ _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 def parse_memory(value: str | int) -> int:
     """Bytes in a memory size such as ``"4G"``; raises ValueError naming the accepted forms."""
+    if isinstance(value, bool):
+        raise ValueError("a memory size must be a number of bytes or a text like 4G")
     if isinstance(value, int):
         if value <= 0:
             raise ValueError("memory must be positive")
@@ -67,44 +92,74 @@ def parse_memory(value: str | int) -> int:
     return size
 
 
+def format_memory(size: int) -> str:
+    """``4294967296`` → ``"4G"``: the largest unit that writes the size exactly (or to one decimal)."""
+    for unit in ("T", "G", "M", "K"):
+        scaled = size / _UNITS[unit]
+        if scaled >= 1 and (scaled.is_integer() or scaled >= 10):
+            return f"{scaled:.0f}{unit}"
+        if scaled >= 1:
+            return f"{scaled:.1f}{unit}"
+    return str(size)
+
+
+#: A memory size in the site file (``4G``, ``512M``, a number of bytes); the model holds bytes (int).
 MemorySize = Annotated[
-    str,
-    Field(
-        pattern=MEMORY_RE.pattern,
-        description="A memory size: a number with an optional unit K, M, G or T (powers of 1024), e.g. 4G.",
+    int,
+    BeforeValidator(parse_memory),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": MEMORY_RE.pattern}, {"type": "integer", "minimum": 1}],
+            "x-condorhub-kind": "memory size",
+            "description": "A memory size: a number with an optional unit K, M, G or T (powers of 1024), e.g. 4G; "
+            "a bare number is bytes.",
+        }
     ),
 ]
 
-# A duration as people write it: 90m, 8h, 1d12h, 3600 (seconds), or HH:MM:SS as batch systems print it.
-DURATION_RE = re.compile(r"^\s*(?:(\d+)|(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?|(\d+):(\d\d):(\d\d))\s*$")
+# A duration as people write it: 90m, 8h, 1d12h, 3600 or 2.5 (seconds), or HH:MM:SS as batch systems print it.
+DURATION_RE = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)|(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?|(\d+):(\d\d):(\d\d))\s*$"
+)
 
 
-def parse_duration(value: str | int) -> int:
-    """Seconds in a duration such as ``"8h"``, ``"1d12h"``, ``"90m"``, ``"02:30:00"`` or ``5400``."""
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in a duration such as ``"8h"``, ``"1d12h"``, ``"90m"``, ``"02:30:00"``, ``5400`` or ``2.5``.
+
+    Zero is a duration (a setting that allows it, e.g. to switch something off, says so with ``ge=0``);
+    negative ones are not.
+    """
     if isinstance(value, bool):
         raise ValueError("a duration must be a number of seconds or a text like 8h")
-    if isinstance(value, int):
-        seconds = value
+    if isinstance(value, (int, float)):
+        seconds = float(value)
     else:
         match = DURATION_RE.match(str(value))
         if not match or not str(value).strip():
             raise ValueError(f"{value!r} is not a duration; write e.g. 90m, 8h, 1d12h, 02:30:00 or 5400 (seconds)")
         plain, days, hours, minutes, secs, hh, mm, ss = match.groups()
         if plain is not None:
-            seconds = int(plain)
+            seconds = float(plain)
         elif hh is not None:
-            seconds = int(hh) * 3600 + int(mm) * 60 + int(ss)
+            seconds = float(int(hh) * 3600 + int(mm) * 60 + int(ss))
         else:
-            seconds = int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(secs or 0)
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
+            seconds = int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
+    if seconds < 0:
+        raise ValueError(f"{value!r} is negative; a duration is 0 or more")
     return seconds
 
 
+#: Every duration in the site file: ``90m``, ``8h``, ``1d12h``, ``02:30:00``, or a number of seconds. The model
+#: holds seconds (float); bounds (``gt``, ``le``) are in seconds.
 Duration = Annotated[
-    str | int,
-    Field(
-        description=("A duration: 90m, 8h, 1d12h, 02:30:00 (hours:minutes:seconds) or a number of seconds."),
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": DURATION_RE.pattern}, {"type": "number", "minimum": 0}],
+            "x-condorhub-kind": "duration",
+            "description": "A duration: 90m, 8h, 1d12h, 02:30:00 (hours:minutes:seconds) or a number of seconds.",
+        }
     ),
 ]
 
@@ -164,11 +219,17 @@ class LdapSettings(Strict):
         None, ge=1, le=65535, description="Port; unset means 389, or 636 with `tls.strategy: on_connect`."
     )
     tls: TlsSettings = Field(default_factory=TlsSettings)
-    connect_timeout: float = Field(
-        5.0, gt=0, le=120, description="Seconds to wait for the LDAP server to accept a connection."
+    connect_timeout: Duration = Field(
+        written("5s"),
+        gt=0,
+        le=120,
+        description="How long to wait for the LDAP server to accept a connection (at most 2m).",
     )
-    receive_timeout: float = Field(
-        10.0, gt=0, le=300, description="Seconds to wait for any single LDAP answer (bind, search)."
+    receive_timeout: Duration = Field(
+        written("10s"),
+        gt=0,
+        le=300,
+        description="How long to wait for any single LDAP answer: bind, search (at most 5m).",
     )
     bind_dn_template: list[str] = Field(
         default_factory=list,
@@ -245,20 +306,20 @@ class ThrottleSettings(Strict):
             "A configurable-http-proxy on another host than the hub must be listed here itself."
         ),
     )
-    window_seconds: float = Field(900, gt=0, description="Failures older than this are forgotten.")
-    known_browser_days: float = Field(
-        30,
+    window: Duration = Field(written("15m"), gt=0, description="Failures older than this are forgotten.")
+    known_browser_lifetime: Duration = Field(
+        written("30d"),
         ge=0,
-        le=400,
+        le=400 * 86400,
         description=(
-            "After a successful login the browser keeps a signed cookie for that user this many days: that "
+            "After a successful login the browser keeps a signed cookie for that user this long: that "
             "user's later attempts from it are not slowed down by the (maybe shared, NAT) client address, only "
             "by the user name's own failures. Keeps a lecture hall whose typos used up its address's free "
             "failures from locking out its students. 0 turns it off."
         ),
     )
-    max_delay_seconds: float = Field(
-        60,
+    max_delay: Duration = Field(
+        written("1m"),
         gt=0,
         le=3600,
         description=(
@@ -291,7 +352,7 @@ class LoginNodeProfile(Strict):
     description: str = Field("", description="One line under the name in the spawn form.")
     roles: list[Role] = Field(min_length=1, description="Roles that may start this profile.")
     cpus: float = Field(1, gt=0, le=256, description="CPU cores (a guideline on the login node, shown to the user).")
-    memory: MemorySize = Field("2G", description="Memory limit (a guideline on the login node).")
+    memory: MemorySize = Field(written("2G"), description="Memory limit (a guideline on the login node).")
 
 
 class CondorProfile(Strict):
@@ -303,9 +364,9 @@ class CondorProfile(Strict):
     description: str = Field("", description="One line under the name in the spawn form.")
     roles: list[Role] = Field(min_length=1, description="Roles that may start this profile.")
     cpus: int = Field(1, ge=1, le=256, description="CPU cores the job requests (HTCondor `request_cpus`).")
-    memory: MemorySize = Field("4G", description="Memory the job requests (HTCondor `request_memory`).")
+    memory: MemorySize = Field(written("4G"), description="Memory the job requests (HTCondor `request_memory`).")
     runtime: Duration = Field(
-        "8h",
+        written("8h"),
         description=(
             "Longest the server may run once started (HTCondor `allowed_job_duration`); then HTCondor "
             "stops it and the spawn page says why. Time waiting in the queue does not count."
@@ -324,11 +385,12 @@ class CondorProfile(Strict):
 
     @field_validator("runtime")
     @classmethod
-    def _runtime_is_a_duration(cls, value):
-        seconds = parse_duration(value)
+    def _runtime_is_a_limit(cls, seconds: float) -> float:
+        if seconds < 60:
+            raise ValueError("a runtime limit under a minute leaves no time to start; write e.g. 8h or 90m")
         if seconds > 31 * 86400:
             raise ValueError("a runtime limit longer than 31 days is not a limit; write e.g. 8h or 7d")
-        return value
+        return seconds
 
     @model_validator(mode="after")
     def _gpu_constraints_need_gpus(self):
@@ -396,7 +458,7 @@ class CoursePublishSettings(Strict):
         ),
     )
     max_size: MemorySize = Field(
-        "1G",
+        written("1G"),
         description=(
             "Largest total size of the files one publish may contain (K, M, G, T). Course material is "
             "notebooks and small inputs; data sets belong in the shared data folder."
@@ -404,21 +466,10 @@ class CoursePublishSettings(Strict):
     )
     max_files: int = Field(20000, ge=1, le=1_000_000, description="Most files one publish may contain.")
     timeout: Duration = Field(
-        "5m",
+        written("5m"),
+        gt=0,
         description="How long one publish may take; after it both its processes are killed and nothing is published.",
     )
-
-    @field_validator("max_size")
-    @classmethod
-    def _size(cls, value):
-        parse_memory(value)
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value):
-        parse_duration(value)
-        return value
 
 
 class HubSettings(Strict):
@@ -457,7 +508,7 @@ class HubSettings(Strict):
         default_factory=list,
         description="User names that are always hub admins, in addition to members of groups mapped to `admin`.",
     )
-    singleuser_env: Path = Field(
+    server_venv: Path = Field(
         Path("/opt/condorhub/venv"),
         description=(
             "Python environment (virtualenv prefix) that provides `jupyterhub-singleuser` and JupyterLab for "
@@ -465,7 +516,16 @@ class HubSettings(Strict):
         ),
     )
     default_url: str = Field("/lab", description="Page a new server opens on.")
-    start_timeout: int = Field(120, ge=10, le=3600, description="Seconds a server may take to start.")
+    server_start_timeout: Duration = Field(
+        written("2m"),
+        ge=10,
+        le=3600,
+        description=(
+            "How long a server on the login node may take from Start until it answers (at most 1h). Servers "
+            "run as HTCondor jobs have their own limits: `htcondor.queue_timeout` and "
+            "`htcondor.server_start_timeout`."
+        ),
+    )
 
 
 class HTCondorSettings(Strict):
@@ -508,7 +568,7 @@ class HTCondorSettings(Strict):
             "name and `hub.state_dir`. Keep it stable across restarts."
         ),
     )
-    worker_env: Path = Field(
+    server_venv: Path = Field(
         Path("/opt/condorhub/worker-venv"),
         description=(
             "Python environment on the execute nodes that provides condorhub, jupyterhub-singleuser and "
@@ -516,33 +576,39 @@ class HTCondorSettings(Strict):
         ),
     )
     queue_timeout: Duration = Field(
-        "1h",
+        written("1h"),
+        gt=0,
         description=(
             "How long a server may wait in the queue for a free slot (e.g. a GPU) before the hub gives up "
             "and removes the job. Counted from submission."
         ),
     )
-    startup_timeout: Duration = Field(
-        "5m",
+    server_start_timeout: Duration = Field(
+        written("5m"),
+        gt=0,
         description=(
             "How long a server may take from its job starting to run until it answers. Counted from the "
             "start of the job, not from submission, so a long queue never kills a server that is starting."
         ),
     )
-    poll_interval: float = Field(
-        5,
+    poll_interval: Duration = Field(
+        written("5s"),
         ge=1,
         le=300,
         description=(
-            "Seconds between queue queries. The hub asks the schedd once per interval for all its servers "
+            "Time between queue queries (1s to 5m). The hub asks the schedd once per interval for all its servers "
             "together, whatever their number."
         ),
     )
-    query_timeout: float = Field(
-        20, ge=1, le=300, description="Seconds a single schedd or collector query may take before it counts as failed."
+    query_timeout: Duration = Field(
+        written("20s"),
+        ge=1,
+        le=300,
+        description="How long a single schedd or collector query may take before it counts as failed (1s to 5m).",
     )
     unknown_grace: Duration = Field(
-        "10m",
+        written("10m"),
+        gt=0,
         description=(
             "How long the queue may be unreachable (failed or timed-out queries) before servers whose jobs "
             "cannot be seen are stopped. Until then they are kept: a busy schedd is no reason to drop a "
@@ -558,12 +624,6 @@ class HTCondorSettings(Strict):
             "role in the profile's `roles` that they have."
         ),
     )
-
-    @field_validator("queue_timeout", "startup_timeout", "unknown_grace")
-    @classmethod
-    def _durations(cls, value):
-        parse_duration(value)
-        return value
 
     @field_validator("accounting_groups")
     @classmethod

@@ -19,6 +19,24 @@ from pydantic import BaseModel, ValidationError
 from .schema import SiteConfig
 
 DEFAULT_SITE_FILE = Path("/etc/condorhub/site.yaml")
+
+#: Keys that were renamed (old key path → new key path, what to do with the value). A site file written for
+#: an older condorhub stops the hub with the new name instead of "unknown key" (CHANGELOG.md lists them).
+RENAMED_KEYS: dict[str, tuple[str, str]] = {
+    "hub.singleuser_env": ("hub.server_venv", "the value keeps its meaning"),
+    "hub.start_timeout": ("hub.server_start_timeout", "the value keeps its meaning (seconds, or e.g. 2m)"),
+    "htcondor.worker_env": ("htcondor.server_venv", "the value keeps its meaning"),
+    "htcondor.startup_timeout": ("htcondor.server_start_timeout", "the value keeps its meaning"),
+    "login_throttle.window_seconds": ("login_throttle.window", "the value keeps its meaning (seconds, or e.g. 15m)"),
+    "login_throttle.max_delay_seconds": (
+        "login_throttle.max_delay",
+        "the value keeps its meaning (seconds, or e.g. 1m)",
+    ),
+    "login_throttle.known_browser_days": (
+        "login_throttle.known_browser_lifetime",
+        "the value is now a duration: write 30d for 30 days",
+    ),
+}
 SITE_FILE_ENV = "CONDORHUB_SITE_FILE"
 
 
@@ -128,6 +146,9 @@ def describe_error(error: Mapping[str, Any]) -> str:
     key = _key_path(loc)
     value = error.get("input")
     kind = error.get("type", "")
+    if kind == "extra_forbidden" and key in RENAMED_KEYS:
+        new, value_hint = RENAMED_KEYS[key]
+        return f"`{key}` was renamed to `{new}`; rename the key ({value_hint})"
     if kind == "extra_forbidden":
         model = _model_at(loc)
         allowed = sorted(model.model_fields) if model else []

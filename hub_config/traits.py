@@ -6,12 +6,13 @@ in ``state_dir`` (created on first start with modes only root can read).
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import socket
 from pathlib import Path
 
-from .schema import SiteConfig, parse_duration
+from .schema import SiteConfig
 
 
 def _secret_file(path: Path, nbytes: int) -> bytes:
@@ -55,15 +56,17 @@ def apply_site(c, site: SiteConfig) -> None:
     apply_ldap(c, site)
 
     c.JupyterHub.spawner_class = "condorhub.spawner.ProfileSpawner"
-    c.ProfileSpawner.profiles = [p.model_dump(mode="json") for p in site.profiles]
+    # The schema's objects themselves: the spawners read typed values, nothing is converted again.
+    c.ProfileSpawner.profiles = list(site.profiles)
     c.Spawner.default_url = hub.default_url
-    c.Spawner.start_timeout = hub.start_timeout
-    c.Spawner.http_timeout = min(hub.start_timeout, 60)
-    c.LoginNodeSpawner.cmd = [str(hub.singleuser_env / "bin" / "jupyterhub-singleuser")]
+    # JupyterHub's timeouts are whole seconds.
+    c.Spawner.start_timeout = math.ceil(hub.server_start_timeout)
+    c.Spawner.http_timeout = math.ceil(min(hub.server_start_timeout, 60))
+    c.LoginNodeSpawner.cmd = [str(hub.server_venv / "bin" / "jupyterhub-singleuser")]
     # Make the environment's tools (jupyter, python, pip) the ones a terminal in the Lab finds first.
     c.LoginNodeSpawner.environment = {
-        "PATH": f"{hub.singleuser_env / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-        "VIRTUAL_ENV": str(hub.singleuser_env),
+        "PATH": f"{hub.server_venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(hub.server_venv),
     }
 
     apply_htcondor(c, site)
@@ -111,9 +114,9 @@ def apply_ldap(c, site: SiteConfig) -> None:
     auth.throttle_free_failures = throttle.free_failures
     auth.throttle_free_failures_per_address = throttle.free_failures_per_address
     auth.trusted_proxies = [str(network) for network in throttle.trusted_proxies]
-    auth.throttle_known_browser_days = throttle.known_browser_days
-    auth.throttle_window_seconds = throttle.window_seconds
-    auth.throttle_max_delay_seconds = throttle.max_delay_seconds
+    auth.throttle_known_browser_days = throttle.known_browser_lifetime / 86400
+    auth.throttle_window_seconds = throttle.window
+    auth.throttle_max_delay_seconds = throttle.max_delay
 
 
 def apply_htcondor(c, site: SiteConfig) -> None:
@@ -137,22 +140,22 @@ def apply_htcondor(c, site: SiteConfig) -> None:
     queue.hub_id = condor.hub_id or f"{socket.getfqdn()}:{site.hub.state_dir}"
     queue.poll_interval = condor.poll_interval
     queue.query_timeout = condor.query_timeout
-    queue.unknown_grace = parse_duration(condor.unknown_grace)
+    queue.unknown_grace = condor.unknown_grace
 
     spawner = c.HTCondorSpawner
-    queue_timeout = parse_duration(condor.queue_timeout)
-    startup_timeout = parse_duration(condor.startup_timeout)
-    spawner.worker_env = str(condor.worker_env)
+    queue_timeout = condor.queue_timeout
+    server_start_timeout = condor.server_start_timeout
+    spawner.server_venv = str(condor.server_venv)
     spawner.queue_timeout = queue_timeout
-    spawner.startup_timeout = startup_timeout
+    spawner.server_start_timeout = server_start_timeout
     spawner.accounting_groups = dict(condor.accounting_groups)
     # JupyterHub wraps start() in start_timeout and kills the spawn when it expires, counting from the
     # request. The spawner enforces its own queue timeout (from submission) and startup timeout (from the
     # job starting to run), so this outer limit only has to exceed both: it is a safety net, not the rule.
-    spawner.start_timeout = queue_timeout + startup_timeout + 120
+    spawner.start_timeout = math.ceil(queue_timeout + server_start_timeout + 120)
     # After start() returns the job is running and the launcher has reported its port; the server gets the
     # startup timeout again to answer (JupyterLab imports take a while on a busy node).
-    spawner.http_timeout = startup_timeout
+    spawner.http_timeout = math.ceil(server_start_timeout)
     # Polling a condor server reads the shared queue view (no query of its own), so it can be as
     # frequent as the view is refreshed.
     spawner.poll_interval = max(int(condor.poll_interval), 1)

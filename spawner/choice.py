@@ -1,6 +1,6 @@
 """Which resource profiles a person may start, and turning a (possibly crafted) request into one of them.
 
-Pure functions over plain data, so the rules are unit-tested without a hub. The form only *shows* the
+Pure functions over the schema's profile objects, so the rules are unit-tested without a hub. The form only *shows* the
 allowed profiles; everything a browser or API client sends is checked again here, because a POST can name
 any profile or add any field.
 """
@@ -12,6 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from tornado import web
 
+from condorhub.schema import CondorProfile, LoginNodeProfile, format_memory
+
+AnyProfile = LoginNodeProfile | CondorProfile
+
 
 class ProfileChoiceError(web.HTTPError):
     """A refused choice; the message is shown to the user on the spawn form."""
@@ -22,13 +26,13 @@ class ProfileChoiceError(web.HTTPError):
         self.jupyterhub_message = message
 
 
-def allowed_profiles(profiles: Sequence[Mapping], roles: Iterable[str]) -> list[Mapping]:
+def allowed_profiles(profiles: Sequence[AnyProfile], roles: Iterable[str]) -> list[AnyProfile]:
     """The profiles any of ``roles`` may start, in site-file order."""
     have = set(roles)
-    return [p for p in profiles if have.intersection(p.get("roles", ()))]
+    return [p for p in profiles if have.intersection(p.roles)]
 
 
-def choose_profile(profiles: Sequence[Mapping], roles: Iterable[str], user_options: Mapping | None) -> Mapping:
+def choose_profile(profiles: Sequence[AnyProfile], roles: Iterable[str], user_options: Mapping | None) -> AnyProfile:
     """The profile ``user_options`` asks for, if this person may start it.
 
     ``user_options`` is ``{"profile": slug}`` from the form or the REST API; an empty request means the
@@ -56,16 +60,16 @@ def choose_profile(profiles: Sequence[Mapping], roles: Iterable[str], user_optio
         return mine[0]
     if not isinstance(slug, str):
         raise ProfileChoiceError(400, f"The profile must be given as a name, not {type(slug).__name__}.")
-    by_slug = {p["slug"]: p for p in profiles}
+    by_slug = {p.slug: p for p in profiles}
     if slug not in by_slug:
-        names = ", ".join(p["slug"] for p in mine)
+        names = ", ".join(p.slug for p in mine)
         raise ProfileChoiceError(400, f"There is no profile {slug!r}. You can choose: {names}.")
     profile = by_slug[slug]
     if profile not in mine:
         raise ProfileChoiceError(
             403,
             f"Profile {slug!r} is not available to your role(s) ({', '.join(roles)}). "
-            f"You can choose: {', '.join(p['slug'] for p in mine)}.",
+            f"You can choose: {', '.join(p.slug for p in mine)}.",
         )
     return profile
 
@@ -82,22 +86,22 @@ def options_from_form(formdata: Mapping[str, list[str]]) -> dict:
     return options
 
 
-def render_form(profiles: Sequence[Mapping]) -> str:
+def render_form(profiles: Sequence[AnyProfile]) -> str:
     """The spawn form: one radio button per allowed profile, the first pre-selected."""
     rows = []
     for index, profile in enumerate(profiles):
-        slug = html.escape(profile["slug"])
+        slug = html.escape(profile.slug)
         checked = " checked" if index == 0 else ""
-        summary = f"{float(profile.get('cpus', 1)):g} CPU, {profile.get('memory', '')} memory"
-        if profile.get("gpus"):
-            summary += f", {profile['gpus']} GPU"
+        summary = f"{float(profile.cpus):g} CPU, {format_memory(profile.memory)} memory"
+        if isinstance(profile, CondorProfile) and profile.gpus:
+            summary += f", {profile.gpus} GPU"
         rows.append(
             f"""
   <label class="condorhub-profile" for="profile-{slug}" style="display:block;margin:0.5em 0">
     <input type="radio" name="profile" id="profile-{slug}" value="{slug}"{checked}>
-    <strong>{html.escape(profile["display_name"])}</strong>
+    <strong>{html.escape(profile.display_name)}</strong>
     <span class="text-muted">({html.escape(summary)})</span><br>
-    <small>{html.escape(profile.get("description", ""))}</small>
+    <small>{html.escape(profile.description)}</small>
   </label>"""
         )
     return '<fieldset class="condorhub-profiles"><legend>Resource profile</legend>' + "".join(rows) + "\n</fieldset>"

@@ -10,9 +10,13 @@ profile is persisted with the child's state so a restarted hub rebuilds the same
 from __future__ import annotations
 
 from importlib import import_module
+from typing import cast
 
 from jupyterhub.spawner import Spawner
-from traitlets import Any, Dict, Instance, List, Unicode, default, directional_link
+from pydantic import TypeAdapter, ValidationError
+from traitlets import Any, Dict, Instance, List, TraitError, Unicode, default, directional_link, validate
+
+from condorhub.schema import CondorProfile, LoginNodeProfile, Profile
 
 from .choice import (
     ProfileChoiceError,
@@ -36,23 +40,23 @@ _RUNTIME_TRAITS = {
 }
 
 
-def condor_overrides(profile: dict) -> dict:
-    """Traits of the HTCondor spawner that a `condor` profile sets (batchspawner's req_* vocabulary)."""
-    from condorhub.schema import parse_duration
+#: A site-file profile as the schema validates it (a LoginNodeProfile or a CondorProfile, by `kind`).
+PROFILE = TypeAdapter(Profile)
 
-    overrides: dict[str, object] = {
-        "req_nprocs": str(int(profile.get("cpus", 1))),
-        "req_memory": str(profile.get("memory", "")),
-        "req_ngpus": str(int(profile.get("gpus", 0))),
-        "profile_roles": list(profile.get("roles", [])),
-    }
-    if profile.get("runtime") is not None:
-        overrides["req_runtime"] = str(parse_duration(profile["runtime"]))
-    if profile.get("gpus_minimum_capability") is not None:
-        overrides["gpus_minimum_capability"] = float(profile["gpus_minimum_capability"])
-    if profile.get("gpus_minimum_memory"):
-        overrides["gpus_minimum_memory"] = str(profile["gpus_minimum_memory"])
-    return overrides
+
+def as_profile(value: object) -> LoginNodeProfile | CondorProfile:
+    """A profile object from a schema model or a plain dict (a hand-written config or a saved state)."""
+    if isinstance(value, (LoginNodeProfile, CondorProfile)):
+        return value
+    return PROFILE.validate_python(value)
+
+
+def child_traits(profile: LoginNodeProfile | CondorProfile) -> dict[str, object]:
+    """Traits of the child spawner that the profile sets: the schema's typed values, converted nowhere else."""
+    traits: dict[str, object] = {"cpu_limit": float(profile.cpus), "mem_limit": profile.memory}
+    if isinstance(profile, CondorProfile):
+        traits["profile"] = profile  # HTCondorSpawner builds its one Request from it
+    return traits
 
 
 def _import_class(dotted: str) -> type[Spawner]:
@@ -64,14 +68,26 @@ class ProfileSpawner(Spawner):
     """Offer the site's resource profiles that the user's roles allow and start the chosen one."""
 
     profiles = List(
-        Dict(),
+        Any(),
         config=True,
         help="""
-        Resource profiles, as validated from the site file's `profiles` section (a list of dicts with at
-        least `slug`, `kind`, `display_name` and `roles`). condorhub's jupyterhub_config.py sets this; set
-        it by hand only for tests.
+        Resource profiles: the site file's `profiles` section as the schema validated it
+        (`condorhub.schema.LoginNodeProfile` / `CondorProfile` objects; condorhub's jupyterhub_config.py
+        sets this). Plain dicts with the site file's keys are accepted and validated the same way.
         """,
     )
+
+    @validate("profiles")
+    def _typed_profiles(self, proposal):
+        try:
+            return [as_profile(p) for p in proposal["value"]]
+        except ValidationError as err:
+            raise TraitError(f"ProfileSpawner.profiles: not a valid profile: {err}") from None
+
+    @property
+    def site_profiles(self) -> list[LoginNodeProfile | CondorProfile]:
+        """`profiles`, typed: the validator above made every entry a schema object."""
+        return cast("list[LoginNodeProfile | CondorProfile]", self.profiles)
 
     kind_spawners = Dict(
         {
@@ -94,7 +110,11 @@ class ProfileSpawner(Spawner):
         """,
     )
 
-    profile = Dict(help="The profile this server was started with (persisted in the spawner state).")
+    profile = Any(
+        None,
+        allow_none=True,
+        help="The profile this server was started with, a schema object (persisted in the spawner state).",
+    )
     child_spawner = Instance(Spawner, allow_none=True)
     child_state = Dict()
     auth_state = Any(None, help="The user's auth state, as handed to run_auth_state_hook before start.")
@@ -116,7 +136,7 @@ class ProfileSpawner(Spawner):
     @default("options_form")
     def _options_form_default(self):
         async def form(spawner: ProfileSpawner) -> str:
-            mine = allowed_profiles(spawner.profiles, await spawner._roles())
+            mine = allowed_profiles(spawner.site_profiles, await spawner._roles())
             # One choice is no choice: skip the form and start it directly.
             if len(mine) <= 1:
                 return ""
@@ -128,13 +148,13 @@ class ProfileSpawner(Spawner):
         # Checked here already so a crafted form is answered on the form itself, before any spawn
         # starts; apply_user_options checks again for requests through the REST API.
         options = options_from_form(formdata)
-        profile = choose_profile(self.profiles, await self._roles(), options)
-        return {"profile": profile["slug"]}
+        profile = choose_profile(self.site_profiles, await self._roles(), options)
+        return {"profile": profile.slug}
 
     @default("apply_user_options")
     def _apply_user_options_default(self):
         async def apply(spawner: ProfileSpawner, user_options: dict) -> None:
-            spawner.profile = dict(choose_profile(spawner.profiles, await spawner._roles(), user_options))
+            spawner.profile = choose_profile(spawner.site_profiles, await spawner._roles(), user_options)
             # Build the child now, before JupyterHub reads start_timeout to wrap start(): an HTCondor
             # server's own timeouts (queue, startup) need a longer outer limit than a login-node server.
             spawner._adopt_timeouts(spawner._construct_child())
@@ -153,30 +173,16 @@ class ProfileSpawner(Spawner):
 
     # -- the child ------------------------------------------------------------------------------------
 
-    def _child_overrides(self, profile: dict) -> dict:
-        """Traits of the child that the profile sets."""
-        from condorhub.schema import parse_memory
-
-        overrides: dict = {}
-        if "cpus" in profile:
-            overrides["cpu_limit"] = float(profile["cpus"])
-        if "memory" in profile:
-            overrides["mem_limit"] = parse_memory(profile["memory"])
-        if profile.get("kind") == "condor":
-            overrides.update(condor_overrides(profile))
-        overrides.update(profile.get("spawner_overrides", {}))
-        return overrides
-
     def _construct_child(self) -> Spawner:
         if self.child_spawner is not None:
             return self.child_spawner
-        if not self.profile:
+        if self.profile is None:
             raise ProfileChoiceError(500, "No profile chosen for this server.")
-        kind = self.profile.get("kind")
+        kind = self.profile.kind
         if kind not in self.kind_spawners:
             raise ProfileChoiceError(500, f"Profile kind {kind!r} has no spawner configured.")
         child_class = _import_class(self.kind_spawners[kind])
-        overrides = self._child_overrides(self.profile)
+        overrides = child_traits(self.profile)
         kwargs = {k: v for k, v in self._construct_kwargs.items() if k != "config"}
         child = child_class(config=self.config, **kwargs, **overrides)
         child.clear_state()
@@ -229,8 +235,8 @@ class ProfileSpawner(Spawner):
         state = super().get_state()
         if self.last_stop_reason:
             state["last_stop_reason"] = self.last_stop_reason
-        if self.profile:
-            state["profile"] = self.profile
+        if self.profile is not None:
+            state["profile"] = self.profile.model_dump(mode="json")
         if self.child_spawner is not None:
             self.child_state = self.child_spawner.get_state()
         if self.child_state:
@@ -240,11 +246,33 @@ class ProfileSpawner(Spawner):
     def load_state(self, state):
         super().load_state(state)
         self.last_stop_reason = state.get("last_stop_reason", self.last_stop_reason)
-        self.profile = state.get("profile", {})
+        self.profile = self._saved_profile(state.get("profile"))
         self.child_state = state.get("child_state", {})
-        if self.profile and self.child_state:
+        if self.profile is not None and self.child_state:
             # After a hub restart: rebuild the child so poll() can see the running server.
             self._adopt_timeouts(self._construct_child())
+
+    def _saved_profile(self, saved: dict | None) -> LoginNodeProfile | CondorProfile | None:
+        """The profile a server was started with, from its saved state.
+
+        The saved copy is what the running job asked for, so it is kept even when the site file has changed
+        that profile since. If it no longer validates (a newer condorhub renamed a key), the site's current
+        profile of the same slug stands in, so a hub restart never loses a running server.
+        """
+        if not saved:
+            return None
+        try:
+            return as_profile(saved)
+        except ValidationError as err:
+            current = next((p for p in self.site_profiles if p.slug == saved.get("slug")), None)
+            self.log.warning(
+                "Saved profile %r of %s no longer validates (%s); using the site's current one: %s",
+                saved.get("slug"),
+                self._log_name,
+                err.errors()[0].get("msg"),
+                current is not None,
+            )
+            return current
 
     def clear_state(self):
         super().clear_state()
@@ -252,4 +280,4 @@ class ProfileSpawner(Spawner):
             self.child_spawner.clear_state()
         self.child_spawner = None
         self.child_state = {}
-        self.profile = {}
+        self.profile = None

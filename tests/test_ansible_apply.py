@@ -84,8 +84,8 @@ def deployment_vars(root: Path, wheel: Path, ports: dict[str, int]) -> dict:
         "jupyterhub_proxy_api_url": f"http://127.0.0.1:{ports['proxy_api']}",
         "jupyterhub_profiles": TEST_PROFILES,
         "jupyterhub_site_extra": {
-            "hub": {"start_timeout": 180},
-            "htcondor": {"poll_interval": 1, "queue_timeout": "5m", "startup_timeout": "3m"},
+            "hub": {"server_start_timeout": "3m"},
+            "htcondor": {"poll_interval": 1, "queue_timeout": "5m", "server_start_timeout": "3m"},
         },
     }
 

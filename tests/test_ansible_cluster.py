@@ -76,8 +76,8 @@ def cluster_vars(roots: dict[str, Path], wheel: Path, slapd, nslcd_dn: str, nslc
         "ldap_client_starttls": False,
         "jupyterhub_site_extra": {
             "ldap": {"tls": {"strategy": "insecure"}},
-            "hub": {"start_timeout": 180},
-            "htcondor": {"poll_interval": 1, "queue_timeout": "5m", "startup_timeout": "3m"},
+            "hub": {"server_start_timeout": "3m"},
+            "htcondor": {"poll_interval": 1, "queue_timeout": "5m", "server_start_timeout": "3m"},
         },
         "condorhub_role_groups": dict(GROUP_ROLES),
         "vault_condor_signing_key": secrets.token_urlsafe(32),

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from condorhub.schema import parse_duration
+from condorhub.schema import CondorProfile, parse_duration
 from condorhub.site import SiteConfigError, validate_site_data
 from condorhub.traits import apply_site
 
@@ -52,13 +52,25 @@ def condor_site(**htcondor) -> dict:
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("90m", 5400), ("8h", 28800), ("1d12h", 129600), ("02:30:00", 9000), ("5400", 5400), (5400, 5400), ("1h30m", 5400)],
+    [
+        ("90m", 5400),
+        ("8h", 28800),
+        ("1d12h", 129600),
+        ("02:30:00", 9000),
+        ("5400", 5400),
+        (5400, 5400),
+        ("1h30m", 5400),
+        ("90s", 90),
+        ("2.5", 2.5),
+        (0.5, 0.5),
+        ("0", 0),
+    ],
 )
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "soon", "0", "-5", "1x", "h", True])
+@pytest.mark.parametrize("text", ["", "soon", "-5", "1x", "h", True])
 def test_bad_durations_say_how_to_write_one(text):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
@@ -68,10 +80,11 @@ def test_the_example_with_its_htcondor_blocks_switched_on_is_valid():
     site = validate_site_data(uncommented_example())
     assert [p.slug for p in site.profiles] == ["login-node", "cpu", "gpu-1", "gpu-2"]
     gpu2 = site.profiles[3]
-    assert (gpu2.kind, gpu2.gpus, parse_duration(gpu2.runtime)) == ("condor", 2, 2 * 86400)
+    # Units are normalised once, by the schema: sizes in bytes, durations in seconds.
+    assert (gpu2.kind, gpu2.gpus, gpu2.runtime, gpu2.memory) == ("condor", 2, 2 * 86400, 32 * 1024**3)
     assert gpu2.roles == ["researcher", "admin"]
     assert site.htcondor.accounting_groups["student"] == "group_students"
-    assert parse_duration(site.htcondor.queue_timeout) == 3600
+    assert (site.htcondor.queue_timeout, site.htcondor.poll_interval) == (3600, 5)
 
 
 def test_condor_profiles_without_an_htcondor_section_are_refused():
@@ -106,6 +119,10 @@ def test_bad_condor_profiles_name_the_key(mutate, expected):
     "htcondor, expected",
     [
         ({"queue_timeout": "soon"}, "`htcondor.queue_timeout`: 'soon' is not a duration"),
+        ({"queue_timeout": 0}, "`htcondor.queue_timeout`: Input should be greater than 0"),
+        ({"poll_interval": "10m"}, "`htcondor.poll_interval`: Input should be less than or equal to 300"),
+        ({"worker_env": "/opt/venv"}, "`htcondor.worker_env` was renamed to `htcondor.server_venv`"),
+        ({"startup_timeout": "5m"}, "`htcondor.startup_timeout` was renamed to `htcondor.server_start_timeout`"),
         ({"accounting_groups": {"student": "group students"}}, "not a valid HTCondor group name"),
         ({"accounting_groups": {"studnt": "g"}}, "`htcondor.accounting_groups.studnt"),
         ({"poll_interval": 0}, "`htcondor.poll_interval`"),
@@ -122,7 +139,7 @@ def test_bad_htcondor_settings_name_the_key(htcondor, expected):
 def test_htcondor_section_becomes_queue_and_spawner_traits(tmp_path):
     data = condor_site(
         queue_timeout="2h",
-        startup_timeout="3m",
+        server_start_timeout="3m",
         poll_interval=2,
         unknown_grace="1m",
         token_file="/etc/condorhub/hub.token",
@@ -137,12 +154,13 @@ def test_htcondor_section_becomes_queue_and_spawner_traits(tmp_path):
     assert queue.private_dir == str(tmp_path / "state" / "htcondor")
     assert queue.hub_id.endswith(f":{tmp_path / 'state'}")
     assert (queue.poll_interval, queue.unknown_grace) == (2, 60)
-    assert (spawner.queue_timeout, spawner.startup_timeout) == (7200, 180)
+    assert (spawner.queue_timeout, spawner.server_start_timeout) == (7200, 180)
     # JupyterHub's own start timeout must never cut a job that is still allowed to wait or start.
     assert spawner.start_timeout > 7200 + 180
     assert spawner.http_timeout == 180
     assert spawner.accounting_groups == {"student": "group_students"}
-    assert c.ProfileSpawner.profiles[1]["gpus"] == 1
+    # The profiles reach the spawner as the schema's objects.
+    assert isinstance(c.ProfileSpawner.profiles[1], CondorProfile) and c.ProfileSpawner.profiles[1].gpus == 1
 
 
 def test_without_a_pool_nothing_of_htcondor_is_configured(tmp_path):
@@ -151,4 +169,4 @@ def test_without_a_pool_nothing_of_htcondor_is_configured(tmp_path):
     c = Config()
     apply_site(c, validate_site_data(data))
     assert "HTCondorQueue" not in c and "HTCondorSpawner" not in c
-    assert [p["kind"] for p in c.ProfileSpawner.profiles] == ["login_node"]
+    assert [p.kind for p in c.ProfileSpawner.profiles] == ["login_node"]

@@ -73,15 +73,15 @@ def hub(slapd, condor_pool):
     site = demo_site(slapd.uri, slapd.suffix, work / "state")
     # JupyterHub's start timeout for login-node servers; HTCondor servers get queue + startup timeout
     # instead (the bob test waits longer than this in the queue).
-    site["hub"]["start_timeout"] = 30
+    site["hub"]["server_start_timeout"] = 30
     site["htcondor"] = {
         "condor_config": str(condor_pool.condor_config_path),
-        "worker_env": wr.WORKER_VENV,
+        "server_venv": wr.WORKER_VENV,
         "poll_interval": 1,
         "query_timeout": 10,
         "queue_timeout": "5m",
         # Short, so that the bob test can show a queue wait longer than it does not kill a server.
-        "startup_timeout": "45s",
+        "server_start_timeout": "45s",
         "unknown_grace": "1m",
         "accounting_groups": {"student": "group_students", "researcher": "group_researchers"},
     }
@@ -307,7 +307,7 @@ def test_bob_gets_two_gpus_and_the_next_gpu_request_waits_saying_why(hub):
     (alice_job,) = hub_jobs(hub, 'CondorhubUser == "alice"')
     assert alice_job["JobStatus"] == 1
 
-    # She waits longer than the startup timeout (45 s) and than the site's hub.start_timeout (30 s, what
+    # She waits longer than the startup timeout (45 s) and than the site's hub.server_start_timeout (30 s, what
     # JupyterHub would kill a spawn after): waiting in the queue is not starting.
     time.sleep(50)
     assert not [e for e in seen if e.get("failed")], messages(seen)

@@ -24,8 +24,18 @@ from condorhub.spawner.condor.secretfile import (
     remove_secret_file,
     write_secret_file,
 )
-from condorhub.spawner.condor.submit import JobSpec, SubmitError, condor_arguments, parse_extra, submit_description
-from condorhub.spawner.profiles import condor_overrides
+from condorhub.schema import CondorProfile
+from condorhub.spawner.condor.jobs import Request
+from condorhub.spawner.condor.spawner import HTCondorSpawner
+from condorhub.spawner.condor.submit import (
+    JobSpec,
+    SubmitError,
+    condor_arguments,
+    parse_extra,
+    resource_commands,
+    submit_description,
+)
+from condorhub.spawner.profiles import as_profile, child_traits
 from tests.support.scratch import scratch_dir
 
 USER_UID, USER_GID = 10001, 10000  # alice in the demo directory (need not exist in this machine's passwd)
@@ -40,12 +50,9 @@ def spec(**kw) -> JobSpec:
         python="/opt/condorhub/worker-venv/bin/python",
         secret_file="/home/alice/.condorhub/jupyter-ab.env",
         log_stem="/home/alice/.condorhub/jupyter-ab",
-        cpus=2,
-        memory_mb=4096,
-        gpus=1,
-        gpu_min_capability=7.0,
-        gpu_min_memory_mb=16384,
-        runtime_seconds=28800,
+        request=Request(
+            cpus=2, memory_mb=4096, gpus=1, gpu_min_capability=7.0, gpu_min_memory_mb=16384, runtime_seconds=28800
+        ),
         accounting_group="group_students",
     )
     values.update(kw)
@@ -73,7 +80,7 @@ def test_submit_description_carries_no_environment_and_no_secret():
 
 
 def test_cpu_profile_requests_no_gpu():
-    desc = submit_description(spec(gpus=0, gpu_min_capability=None, gpu_min_memory_mb=None, accounting_group=""))
+    desc = submit_description(spec(request=Request(cpus=2, memory_mb=4096), accounting_group=""))
     assert "request_gpus" not in desc and "gpus_minimum_capability" not in desc
     assert "accounting_group" not in desc
 
@@ -236,29 +243,58 @@ def test_a_good_port_report():
 # -- profile → spawner traits -------------------------------------------------------------------------
 
 
-def test_a_condor_profile_becomes_batchspawner_request_traits():
-    overrides = condor_overrides(
-        {
-            "kind": "condor",
-            "slug": "gpu-1",
-            "roles": ["student", "researcher"],
-            "cpus": 2,
-            "memory": "16G",
-            "runtime": "8h",
-            "gpus": 1,
-            "gpus_minimum_capability": 7.0,
-            "gpus_minimum_memory": "16G",
-        }
+GPU_PROFILE = {
+    "kind": "condor",
+    "slug": "gpu-1",
+    "display_name": "1 GPU",
+    "roles": ["student", "researcher"],
+    "cpus": 2,
+    "memory": "16G",
+    "runtime": "8h",
+    "gpus": 1,
+    "gpus_minimum_capability": 7.0,
+    "gpus_minimum_memory": "16G",
+}
+
+
+def test_a_condor_profile_reaches_the_submit_description_typed_and_parsed_once():
+    """site file → schema object (units normalised) → the child spawner's `profile` → one Request → commands."""
+    profile = as_profile(GPU_PROFILE)
+    assert isinstance(profile, CondorProfile)
+    assert (profile.memory, profile.runtime, profile.gpus_minimum_memory) == (16 * 1024**3, 28800.0, 16 * 1024**3)
+    traits = child_traits(profile)
+    assert traits["profile"] is profile  # the same object, not a copy in another vocabulary
+    spawner = HTCondorSpawner(**traits)
+    request = spawner._request()
+    assert request == Request(
+        cpus=2, memory_mb=16384, gpus=1, gpu_min_capability=7.0, gpu_min_memory_mb=16384, runtime_seconds=28800
     )
-    assert overrides == {
-        "req_nprocs": "2",
-        "req_memory": "16G",
-        "req_ngpus": "1",
-        "req_runtime": "28800",
-        "profile_roles": ["student", "researcher"],
-        "gpus_minimum_capability": 7.0,
-        "gpus_minimum_memory": "16G",
+    assert resource_commands(request) == {
+        "request_cpus": "2",
+        "request_memory": "16384MB",
+        "request_gpus": "1",
+        "gpus_minimum_capability": "7",
+        "gpus_minimum_memory": "16384",
+        "allowed_job_duration": "28800",
     }
+
+
+def test_the_profile_decides_over_batchspawner_request_traits():
+    spawner = HTCondorSpawner(profile=as_profile(GPU_PROFILE), req_ngpus="4", req_memory="1G")
+    assert (spawner._request().gpus, spawner._request().memory_mb) == (1, 16384)
+
+
+def test_batchspawner_request_traits_work_without_a_profile():
+    """A site that uses HTCondorSpawner directly sets batchspawner's documented string traits."""
+    spawner = HTCondorSpawner(req_nprocs="4", req_memory="4G", req_ngpus="2", req_runtime="08:00:00")
+    assert spawner._request() == Request(cpus=4, memory_mb=4096, gpus=2, runtime_seconds=28800)
+    assert resource_commands(spawner._request())["allowed_job_duration"] == "28800"
+
+
+def test_a_bad_batchspawner_request_trait_is_named_on_the_spawn_page():
+    spawner = HTCondorSpawner(req_runtime="soon")
+    with pytest.raises(web.HTTPError, match="'soon' is not a duration"):
+        spawner._request()
 
 
 # -- the hub's HTCondor client configuration ----------------------------------------------------------

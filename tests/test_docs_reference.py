@@ -40,7 +40,7 @@ def test_reference_lists_every_condorhub_trait_and_site_key():
         "hub.bind_url",
         "ldap.tls.ca_file",
         "login_throttle.trusted_proxies",
-        "htcondor.worker_env",
+        "htcondor.server_venv",
         "profiles[].gpus",
         "courses[].slug",
         "course_publishing.account",

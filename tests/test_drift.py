@@ -30,7 +30,6 @@ from condorhub.schema import (
     Role,
     ThrottleSettings,
     default_of,
-    parse_duration,
 )
 from condorhub.spawner.condor.queue import HTCondorQueue
 from condorhub.spawner.condor.spawner import HTCondorSpawner
@@ -80,8 +79,8 @@ def render(template: str, **variables) -> str:
 # ------------------------------------------------------------------------- trait defaults
 
 
-def _seconds(value) -> float:
-    return float(parse_duration(value))
+def _days(seconds: float) -> float:
+    return seconds / 86400
 
 
 #: (configurable class, trait) ← (schema model, field, how the site value becomes the trait's):
@@ -94,15 +93,15 @@ TRAIT_DEFAULTS = [
     (CondorhubLDAPAuthenticator, "throttle_free_failures", ThrottleSettings, "free_failures", int),
     (CondorhubLDAPAuthenticator, "throttle_free_failures_per_address", ThrottleSettings,
      "free_failures_per_address", int),
-    (CondorhubLDAPAuthenticator, "throttle_known_browser_days", ThrottleSettings, "known_browser_days", float),
-    (CondorhubLDAPAuthenticator, "throttle_max_delay_seconds", ThrottleSettings, "max_delay_seconds", float),
-    (CondorhubLDAPAuthenticator, "throttle_window_seconds", ThrottleSettings, "window_seconds", float),
-    (HTCondorSpawner, "worker_env", HTCondorSettings, "worker_env", str),
-    (HTCondorSpawner, "queue_timeout", HTCondorSettings, "queue_timeout", parse_duration),
-    (HTCondorSpawner, "startup_timeout", HTCondorSettings, "startup_timeout", parse_duration),
+    (CondorhubLDAPAuthenticator, "throttle_known_browser_days", ThrottleSettings, "known_browser_lifetime", _days),
+    (CondorhubLDAPAuthenticator, "throttle_max_delay_seconds", ThrottleSettings, "max_delay", float),
+    (CondorhubLDAPAuthenticator, "throttle_window_seconds", ThrottleSettings, "window", float),
+    (HTCondorSpawner, "server_venv", HTCondorSettings, "server_venv", str),
+    (HTCondorSpawner, "queue_timeout", HTCondorSettings, "queue_timeout", float),
+    (HTCondorSpawner, "server_start_timeout", HTCondorSettings, "server_start_timeout", float),
     (HTCondorQueue, "poll_interval", HTCondorSettings, "poll_interval", float),
     (HTCondorQueue, "query_timeout", HTCondorSettings, "query_timeout", float),
-    (HTCondorQueue, "unknown_grace", HTCondorSettings, "unknown_grace", _seconds),
+    (HTCondorQueue, "unknown_grace", HTCondorSettings, "unknown_grace", float),
 ]
 
 
@@ -307,7 +306,7 @@ def test_the_schema_default_charges_no_group():
 # ------------------------------------------------------------------------- the worker venv path
 
 
-WORKER_VENV = str(default_of(HTCondorSettings, "worker_env"))
+WORKER_VENV = str(default_of(HTCondorSettings, "server_venv"))
 
 
 def test_the_worker_env_role_installs_where_the_schema_points_the_spawner():
@@ -321,7 +320,7 @@ def test_the_worker_env_role_installs_where_the_schema_points_the_spawner():
 
 
 def test_the_site_example_shows_the_schema_worker_env():
-    assert uncommented_example()["htcondor"]["worker_env"] == WORKER_VENV
+    assert uncommented_example()["htcondor"]["server_venv"] == WORKER_VENV
 
 
 #: Where the literal may stand: its owners (schema, worker_env role), the example that documents it

@@ -100,7 +100,7 @@ def throttle_site(directory, work) -> dict:
     site["login_throttle"] = {
         "free_failures": FREE_PER_USERNAME,
         "free_failures_per_address": FREE_PER_ADDRESS,
-        "max_delay_seconds": 30,
+        "max_delay": 30,
         "trusted_proxies": [f"{FRONT_PROXY}/32"],
     }
     return site

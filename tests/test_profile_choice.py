@@ -3,21 +3,26 @@
 import pytest
 
 from condorhub.spawner.choice import ProfileChoiceError, allowed_profiles, choose_profile, options_from_form, render_form
+from condorhub.spawner.profiles import as_profile
 
+# As the spawner gets them: the schema's objects (validated from site-file dicts).
 PROFILES = [
-    {"slug": "login-node", "display_name": "Login node", "roles": ["student", "researcher", "guest"], "cpus": 1, "memory": "2G"},
-    {"slug": "big", "display_name": "Big <b>", "roles": ["researcher"], "cpus": 8, "memory": "32G"},
+    as_profile(p)
+    for p in [
+        {"kind": "login_node", "slug": "login-node", "display_name": "Login node", "roles": ["student", "researcher", "guest"], "cpus": 1, "memory": "2G"},
+        {"kind": "login_node", "slug": "big", "display_name": "Big <b>", "roles": ["researcher"], "cpus": 8, "memory": "32G"},
+    ]
 ]
 
 
 def test_roles_see_only_their_profiles():
-    assert [p["slug"] for p in allowed_profiles(PROFILES, ["student"])] == ["login-node"]
-    assert [p["slug"] for p in allowed_profiles(PROFILES, ["researcher"])] == ["login-node", "big"]
+    assert [p.slug for p in allowed_profiles(PROFILES, ["student"])] == ["login-node"]
+    assert [p.slug for p in allowed_profiles(PROFILES, ["researcher"])] == ["login-node", "big"]
     assert allowed_profiles(PROFILES, ["instructor"]) == []
 
 
 def test_plain_start_gets_the_first_allowed_profile():
-    assert choose_profile(PROFILES, ["researcher"], {})["slug"] == "login-node"
+    assert choose_profile(PROFILES, ["researcher"], {}).slug == "login-node"
 
 
 def test_another_roles_profile_is_refused_with_what_is_allowed():
@@ -52,6 +57,7 @@ def test_no_role_means_no_server():
 def test_form_escapes_names_and_repeated_fields_are_refused():
     html = render_form(allowed_profiles(PROFILES, ["researcher"]))
     assert "Big &lt;b&gt;" in html and "<b>" not in html.replace("<strong>", "")
+    assert "(8 CPU, 32G memory)" in html  # the normalised size written back as people write it
     assert options_from_form({"profile": ["big"], "_xsrf": ["t"]}) == {"profile": "big"}
     with pytest.raises(ProfileChoiceError):
         options_from_form({"profile": ["big", "login-node"]})

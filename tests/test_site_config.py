@@ -100,5 +100,5 @@ def test_cli_check_fails_with_the_key_and_show_prints_defaults(tmp_path):
     assert "`hub.bind_ur1`: unknown key; did you mean `hub.bind_url`?" in check.stderr
     show = subprocess.run([*cli, "show", "--site", str(EXAMPLE)], capture_output=True, text=True, check=True)
     shown = yaml.safe_load(show.stdout)
-    assert shown["login_throttle"]["max_delay_seconds"] == 60
+    assert shown["login_throttle"]["max_delay"] == 60
     assert shown["ldap"]["receive_timeout"] == 10

@@ -417,7 +417,8 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     )
 
     throttle_known_browser_days = Float(
-        float(default_of(ThrottleSettings, "known_browser_days")),
+        # Days, as tornado's signed cookies count their age; the site file writes a duration.
+        default_of(ThrottleSettings, "known_browser_lifetime") / 86400,
         config=True,
         help="""
         Days a browser stays "known" for a user after a successful login; 0 turns this off.
@@ -466,13 +467,13 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     )
 
     throttle_max_delay_seconds = Float(
-        float(default_of(ThrottleSettings, "max_delay_seconds")),
+        default_of(ThrottleSettings, "max_delay"),
         config=True,
         help="Cap, in seconds, of the doubling wait between slowed-down attempts.",
     )
 
     throttle_window_seconds = Float(
-        float(default_of(ThrottleSettings, "window_seconds")),
+        default_of(ThrottleSettings, "window"),
         config=True,
         help="Seconds after the last failure at which a username's or address's count is forgotten.",
     )

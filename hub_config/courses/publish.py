@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from condorhub.schema import CoursePublishSettings, CourseSettings, parse_duration, parse_memory
+from condorhub.schema import CoursePublishSettings, CourseSettings
 
 GIT = "git"
 _locks: dict[str, asyncio.Lock] = {}
@@ -211,8 +211,8 @@ async def publish_folder(
     account = service_account(settings)
     repo = repository_path(courses_dir, course)
     prepare_repository_dir(repo, account)
-    limits = [str(parse_memory(settings.max_size)), str(settings.max_files)]
-    timeout = parse_duration(settings.timeout)
+    limits = [str(settings.max_size), str(settings.max_files)]
+    timeout = settings.timeout
     python = [sys.executable, "-I", "-m"]  # -I: no PYTHON* variables, no user site (the instructor's ~/.local)
     reader_args = [*python, "condorhub.courses.reader", os.path.join(instructor.home, str(folder_path)), *limits]
     message = f"Published by {instructor.name} from ~/{folder_path}"

@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from condorhub.schema import CondorProfile
 
 # HTCondor's JobStatus codes.
 IDLE, RUNNING, REMOVED, COMPLETED, HELD, TRANSFERRING_OUTPUT, SUSPENDED = 1, 2, 3, 4, 5, 6, 7
@@ -146,15 +149,34 @@ def _id_key(job_id: str) -> tuple[int, int]:
     return int(cluster or 0), int(proc or 0)
 
 
+MiB = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Request:
-    """What a server's job asks for (the profile's resources)."""
+    """What a job asks of the pool, in HTCondor's units: built once from a profile, rendered once into the
+    submit description (:func:`.submit.resource_commands`), and read by :func:`wait_reason`."""
 
     cpus: int = 1
-    memory_mb: int = 0
+    memory_mb: int = 0  # 0: HTCondor's default request
     gpus: int = 0
     gpu_min_capability: float | None = None
     gpu_min_memory_mb: int | None = None
+    runtime_seconds: int | None = None  # allowed_job_duration; None: no limit of condorhub's
+
+    @classmethod
+    def from_profile(cls, profile: CondorProfile) -> Request:
+        """The request of a `condor` profile of the site file (sizes already in bytes, durations in seconds)."""
+        return cls(
+            cpus=profile.cpus,
+            memory_mb=max(profile.memory // MiB, 1),
+            gpus=profile.gpus,
+            gpu_min_capability=profile.gpus_minimum_capability,
+            gpu_min_memory_mb=(
+                max(profile.gpus_minimum_memory // MiB, 1) if profile.gpus_minimum_memory is not None else None
+            ),
+            runtime_seconds=round(profile.runtime),
+        )
 
 
 @dataclass

@@ -32,7 +32,7 @@ from typing import Any
 from traitlets import Float, Unicode, default
 from traitlets.config import SingletonConfigurable
 
-from condorhub.schema import HTCondorSettings, default_of, parse_duration
+from condorhub.schema import HTCondorSettings, default_of
 
 from .client import CondorClientError, WorkerLane
 from .jobs import IDLE, Job, Phase, Request, queue_position, wait_reason
@@ -119,7 +119,7 @@ class HTCondorQueue(SingletonConfigurable):
 
     # Defaults the site file's `htcondor` section also has come from its schema, so they cannot differ.
     poll_interval = Float(
-        float(default_of(HTCondorSettings, "poll_interval")),
+        default_of(HTCondorSettings, "poll_interval"),
         config=True,
         help="""
         Seconds between refreshes while the hub has jobs in the queue. Each refresh is one schedd query
@@ -138,7 +138,7 @@ class HTCondorQueue(SingletonConfigurable):
     )
 
     query_timeout = Float(
-        float(default_of(HTCondorSettings, "query_timeout")),
+        default_of(HTCondorSettings, "query_timeout"),
         config=True,
         help="""
         Seconds a schedd or collector query may take. A slower one counts as failed: the view becomes
@@ -148,7 +148,7 @@ class HTCondorQueue(SingletonConfigurable):
     )
 
     unknown_grace = Float(
-        float(parse_duration(default_of(HTCondorSettings, "unknown_grace"))),
+        default_of(HTCondorSettings, "unknown_grace"),
         config=True,
         help="""
         Seconds the queue may stay unknown (queries failing or timing out) before servers whose jobs

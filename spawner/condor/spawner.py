@@ -15,7 +15,7 @@ regular expressions over command output (``batch_script``, ``batch_*_cmd``, ``ex
   against the node HTCondor runs the job on;
 * **progress** on the spawn page: submitted (job id), waiting (jobs ahead, and why: e.g. no free GPU),
   running on <node>, server starting, then JupyterHub's "ready";
-* **timeouts** of its own: ``queue_timeout`` from submission, ``startup_timeout`` from the job starting
+* **timeouts** of its own: ``queue_timeout`` from submission, ``server_start_timeout`` from the job starting
   to run, so a long queue never kills a server that just got its GPU.
 """
 
@@ -30,9 +30,9 @@ from collections.abc import AsyncIterator
 from batchspawner import BatchSpawnerBase
 from jupyterhub.apihandlers import default_handlers
 from tornado import web
-from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Float, Instance, Integer, Unicode, default
 
-from condorhub.schema import HTCondorSettings, default_of, parse_duration, parse_memory
+from condorhub.schema import CondorProfile, HTCondorSettings, default_of, parse_duration, parse_memory
 
 from ..loginnode import PosixIdentity
 from .client import CondorClientError
@@ -70,33 +70,34 @@ class HTCondorSpawner(BatchSpawnerBase):
     """Run ``jupyterhub-singleuser`` as an HTCondor job owned by the user."""
 
     # Defaults the site file's `htcondor` section also has come from its schema, so they cannot differ.
-    worker_env = Unicode(
-        str(default_of(HTCondorSettings, "worker_env")),
+    server_venv = Unicode(
+        str(default_of(HTCondorSettings, "server_venv")),
         config=True,
         help="""
         Python environment (virtualenv prefix) on the execute nodes with condorhub, jupyterhub and
-        JupyterLab. The job runs `<worker_env>/bin/python -m condorhub.spawner.condor.launcher`, which
+        JupyterLab. The job runs `<server_venv>/bin/python -m condorhub.spawner.condor.launcher`, which
         starts `jupyterhub-singleuser` from the same environment; a terminal in the Lab finds its tools
         first on PATH.
         """,
     )
 
-    queue_timeout = Integer(
-        parse_duration(default_of(HTCondorSettings, "queue_timeout")),
+    queue_timeout = Float(
+        default_of(HTCondorSettings, "queue_timeout"),
         config=True,
         help="""
         Seconds a server's job may wait in the queue (e.g. for a free GPU), counted from submission.
         Then the job is removed and the spawn page says why it did not start. Independent of
-        `startup_timeout`, which starts counting only when the job runs.
+        `server_start_timeout`, which starts counting only when the job runs.
         """,
     )
 
-    startup_timeout = Integer(
-        parse_duration(default_of(HTCondorSettings, "startup_timeout")),
+    server_start_timeout = Float(
+        default_of(HTCondorSettings, "server_start_timeout"),
         config=True,
         help="""
         Seconds from the job starting to run on its node until its launcher reports the server's port.
-        A long wait in the queue does not count against it.
+        A long wait in the queue does not count against it. (JupyterHub's own `start_timeout` is set
+        above the sum of both by condorhub's site file; it is only a safety net.)
         """,
     )
 
@@ -106,31 +107,21 @@ class HTCondorSpawner(BatchSpawnerBase):
         config=True,
         help="""
         condorhub role → HTCondor accounting group (e.g. {"student": "group_students"}). The job is
-        charged to the group of the first role in `profile_roles` the user has, as
-        `accounting_group = <group>`, `accounting_group_user = <user>`, so the negotiator shares the pool
-        between groups by their quotas.
+        charged to the group of the first role of the profile's `roles` the user has (without a profile:
+        of the user's roles), as `accounting_group = <group>`, `accounting_group_user = <user>`, so the
+        negotiator shares the pool between groups by their quotas.
         """,
     )
 
-    profile_roles = List(
-        Unicode(),
-        help="""
-        Roles the chosen profile allows, in the site file's order (set by ProfileSpawner). Decides the
-        accounting group of a person with several roles.
-        """,
-    )
-
-    gpus_minimum_capability = Float(
-        None,
+    profile = Instance(
+        CondorProfile,
         allow_none=True,
-        config=True,
-        help="Lowest CUDA compute capability of the job's GPUs (HTCondor `gpus_minimum_capability`); None: any.",
-    )
-
-    gpus_minimum_memory = Unicode(
-        "",
-        config=True,
-        help="Least memory of each of the job's GPUs, e.g. `16G` (HTCondor `gpus_minimum_memory`); empty: any.",
+        help="""
+        The site file's `condor` profile this server runs (set by ProfileSpawner): its resources become
+        the job's request, its `roles` decide the accounting group. None when HTCondorSpawner is used on
+        its own; then batchspawner's `req_nprocs`, `req_memory`, `req_ngpus` and `req_runtime` (or
+        `cpu_limit`/`mem_limit`) give the request.
+        """,
     )
 
     min_uid = Integer(
@@ -214,8 +205,8 @@ class HTCondorSpawner(BatchSpawnerBase):
         env["HOME"] = identity.home
         if identity.shell:
             env["SHELL"] = identity.shell
-        env["PATH"] = f"{self.worker_env}/bin:/usr/local/bin:/usr/bin:/bin"
-        env["VIRTUAL_ENV"] = self.worker_env
+        env["PATH"] = f"{self.server_venv}/bin:/usr/local/bin:/usr/bin:/bin"
+        env["VIRTUAL_ENV"] = self.server_venv
         return env
 
     def get_env(self) -> dict:
@@ -226,42 +217,42 @@ class HTCondorSpawner(BatchSpawnerBase):
     def _server_argv(self) -> list[str]:
         cmd = list(self.cmd)
         if cmd and "/" not in cmd[0]:
-            cmd[0] = f"{self.worker_env}/bin/{cmd[0]}"
+            cmd[0] = f"{self.server_venv}/bin/{cmd[0]}"
         return cmd + list(self.get_args())
 
     def _accounting_group(self) -> str:
-        order = list(self.profile_roles) or list(self.roles)
+        order = list(self.profile.roles) if self.profile is not None else list(self.roles)
         for role in order:
             if role in self.roles and role in self.accounting_groups:
                 return self.accounting_groups[role]
         return ""
 
     def _request(self) -> Request:
-        return Request(
-            cpus=self._cpus(),
-            memory_mb=self._memory_mb(),
-            gpus=int(self.req_ngpus or 0),
-            gpu_min_capability=self.gpus_minimum_capability,
-            gpu_min_memory_mb=parse_memory(self.gpus_minimum_memory) // MiB if self.gpus_minimum_memory else None,
-        )
+        """What the job asks for: the profile's resources, or batchspawner's request traits without one."""
+        if self.profile is not None:
+            return Request.from_profile(self.profile)
+        try:
+            return self._request_from_traits()
+        except ValueError as err:
+            raise SpawnFailed(f"The server's request is misconfigured: {err}. Tell the hub admins.") from None
 
-    def _cpus(self) -> int:
-        if self.req_nprocs:
-            return max(int(float(self.req_nprocs)), 1)
-        return max(int(self.cpu_limit or 1), 1)
-
-    def _memory_mb(self) -> int:
+    def _request_from_traits(self) -> Request:
+        # batchspawner documents these as strings ("4", "4G", "8:00:00"); a site that sets them directly
+        # (HTCondorSpawner as its spawner_class) keeps that meaning.
+        cpus = max(int(float(self.req_nprocs)), 1) if self.req_nprocs else max(int(self.cpu_limit or 1), 1)
         if self.req_memory:
-            return max(parse_memory(self.req_memory) // MiB, 1)
-        return int(self.mem_limit or 0) // MiB
+            memory_mb = max(parse_memory(self.req_memory) // MiB, 1)
+        else:
+            memory_mb = int(self.mem_limit or 0) // MiB
+        runtime = round(parse_duration(self.req_runtime)) if self.req_runtime else None
+        return Request(cpus=cpus, memory_mb=memory_mb, gpus=int(self.req_ngpus or 0), runtime_seconds=runtime or None)
 
     def job_spec(self, stem: str) -> JobSpec:
         identity = self._require_identity()
         request = self._request()
         try:
             extra = parse_extra(self.req_options)
-            runtime = parse_duration(self.req_runtime) if self.req_runtime else None
-        except (SubmitError, ValueError) as err:
+        except SubmitError as err:
             raise SpawnFailed(f"The server profile is misconfigured: {err}. Tell the hub admins.") from None
         folder = os.path.join(identity.home, SECRET_DIR)
         return JobSpec(
@@ -269,15 +260,10 @@ class HTCondorSpawner(BatchSpawnerBase):
             server_name=self.name,
             hub_id=self.queue.hub_id,
             home=identity.home,
-            python=f"{self.worker_env}/bin/python",
+            python=f"{self.server_venv}/bin/python",
             secret_file=os.path.join(folder, f"{stem}.env"),
             log_stem=os.path.join(folder, stem),
-            cpus=request.cpus,
-            memory_mb=request.memory_mb,
-            gpus=request.gpus,
-            gpu_min_capability=request.gpu_min_capability,
-            gpu_min_memory_mb=request.gpu_min_memory_mb,
-            runtime_seconds=runtime,
+            request=request,
             accounting_group=self._accounting_group(),
             extra=extra,
         )
@@ -408,7 +394,7 @@ class HTCondorSpawner(BatchSpawnerBase):
                 message = f"Waiting in the queue (job {self.job_id}): {queued}; {why}"
                 if time.time() > deadline:
                     raise self._fail(
-                        f"Your server waited {self.queue_timeout} s in the queue without getting a slot "
+                        f"Your server waited {self.queue_timeout:g} s in the queue without getting a slot "
                         f"({why}); the job was removed. Try again later or choose a smaller profile."
                     )
             if message != last_message:
@@ -441,7 +427,7 @@ class HTCondorSpawner(BatchSpawnerBase):
         self.run_started = job.start_date or int(time.time())
         self.node = job.node
         self._emit(50, f"Running on {job.node} (job {self.job_id}); starting the Jupyter server")
-        deadline = self.run_started + self.startup_timeout
+        deadline = self.run_started + self.server_start_timeout
         while not self._start_port_future.done():
             await self._wait_for(self._start_port_future, queue.poll_interval)
             if self._start_port_future.done():
@@ -466,7 +452,7 @@ class HTCondorSpawner(BatchSpawnerBase):
             if time.time() > deadline:
                 raise self._fail(
                     f"Your server's job started on {self.node} but the Jupyter server did not report within "
-                    f"{self.startup_timeout} s.",
+                    f"{self.server_start_timeout:g} s.",
                     log_tail=True,
                 )
         self.port, self.ip = self._start_port_future.result()
@@ -498,8 +484,8 @@ class HTCondorSpawner(BatchSpawnerBase):
                 )
             if time.time() > deadline:
                 raise self._fail(
-                    f"Your server on {self.node} did not answer on port {self.port} within {self.startup_timeout} s "
-                    "of its job starting.",
+                    f"Your server on {self.node} did not answer on port {self.port} within "
+                    f"{self.server_start_timeout:g} s of its job starting.",
                     log_tail=True,
                 )
             await asyncio.sleep(0.1)

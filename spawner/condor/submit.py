@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .jobs import Request
+
 #: Submit commands condorhub sets itself; `extra` (the site's req_options) may not override them,
 #: since they decide who the job runs as, what it runs and what ends up in the (public) job ad.
 RESERVED = frozenset(
@@ -83,6 +85,28 @@ def condor_arguments(argv: list[str]) -> str:
     return '"' + " ".join(parts) + '"'
 
 
+def resource_commands(request: Request) -> dict[str, str]:
+    """The submit commands of what a job asks for: ``request_*``, the GPU constraints and the runtime limit.
+
+    One rendering for every job condorhub writes (servers here, users' jobs from the Lab), so a profile asks
+    the pool for the same thing whichever way it is used.
+    """
+    commands = {"request_cpus": str(request.cpus)}
+    if request.memory_mb:
+        commands["request_memory"] = f"{request.memory_mb}MB"
+    if request.gpus:
+        commands["request_gpus"] = str(request.gpus)
+        if request.gpu_min_capability is not None:
+            commands["gpus_minimum_capability"] = f"{request.gpu_min_capability:g}"
+        if request.gpu_min_memory_mb is not None:
+            commands["gpus_minimum_memory"] = str(request.gpu_min_memory_mb)
+    if request.runtime_seconds:
+        # HTCondor puts the job on hold when its run exceeds this (queue time does not count); the hub
+        # then shows the hold reason and removes the job.
+        commands["allowed_job_duration"] = str(request.runtime_seconds)
+    return commands
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything that goes into one server's job."""
@@ -91,15 +115,10 @@ class JobSpec:
     server_name: str
     hub_id: str
     home: str
-    python: str  # the worker environment's interpreter on the execute node
+    python: str  # the server environment's interpreter on the execute node
     secret_file: str  # path of the secrets file, the launcher's only argument
     log_stem: str  # ~/.condorhub/<job-name>: .out and .err next to the secrets file
-    cpus: int = 1
-    memory_mb: int = 0
-    gpus: int = 0
-    gpu_min_capability: float | None = None
-    gpu_min_memory_mb: int | None = None
-    runtime_seconds: int | None = None
+    request: Request = field(default_factory=Request)
     accounting_group: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -124,20 +143,8 @@ def submit_description(spec: JobSpec) -> dict[str, str]:
         "+CondorhubHub": classad_string(spec.hub_id),
         "+CondorhubUser": classad_string(spec.user),
         "+CondorhubServer": classad_string(spec.server_name),
-        "request_cpus": str(spec.cpus),
     }
-    if spec.memory_mb:
-        desc["request_memory"] = f"{spec.memory_mb}MB"
-    if spec.gpus:
-        desc["request_gpus"] = str(spec.gpus)
-        if spec.gpu_min_capability is not None:
-            desc["gpus_minimum_capability"] = f"{spec.gpu_min_capability:g}"
-        if spec.gpu_min_memory_mb is not None:
-            desc["gpus_minimum_memory"] = str(spec.gpu_min_memory_mb)
-    if spec.runtime_seconds:
-        # HTCondor puts the job on hold when its run exceeds this (queue time does not count); the hub
-        # then shows the hold reason and removes the job.
-        desc["allowed_job_duration"] = str(spec.runtime_seconds)
+    desc.update(resource_commands(spec.request))
     if spec.accounting_group:
         desc["accounting_group"] = spec.accounting_group
         desc["accounting_group_user"] = spec.user
@@ -158,5 +165,6 @@ __all__ = [
     "condor_arguments",
     "describe",
     "parse_extra",
+    "resource_commands",
     "submit_description",
 ]

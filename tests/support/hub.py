@@ -37,8 +37,8 @@ def demo_site(ldap_uri: str, suffix: str, state_dir: Path, *, connect_timeout=2.
             "hub_bind_url": f"http://127.0.0.1:{free_port()}",
             "proxy_api_url": f"http://127.0.0.1:{free_port()}",
             "state_dir": str(state_dir),
-            "singleuser_env": str(VENV_BIN.parent),
-            "start_timeout": 60,
+            "server_venv": str(VENV_BIN.parent),
+            "server_start_timeout": 60,
         },
         "ldap": {
             "server_address": host,
@@ -50,7 +50,7 @@ def demo_site(ldap_uri: str, suffix: str, state_dir: Path, *, connect_timeout=2.
             "user_search_base": f"ou=people,{suffix}",
         },
         "roles": {"groups": dict(GROUP_ROLES)},
-        "login_throttle": {"free_failures": 5, "max_delay_seconds": 30},
+        "login_throttle": {"free_failures": 5, "max_delay": 30},
         "profiles": [
             {
                 "slug": "login-node",
