@@ -26,6 +26,9 @@ export default defineConfig([
   js.configs.recommended,
   tseslint.configs.recommended,
   jupyterPlugin.configs.recommended,
+  // Before our rules, unlike the template: eslint-config-prettier (in it) turns `curly` off, which would
+  // silently drop the template's curly: 'all' below.
+  prettierRecommended,
   {
     files: ['src/**/*.ts', 'src/**/*.tsx'],
     languageOptions: {
@@ -63,6 +66,5 @@ export default defineConfig([
       eqeqeq: 'error',
       'prefer-arrow-callback': 'error'
     }
-  },
-  prettierRecommended
+  }
 ]);
