@@ -16,6 +16,8 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Int, Unicode, default
 
+from .jobs.handlers import handlers as jobs_handlers
+from .jobs.service import JobsService
 from .scan.files import ScanFileHandler
 from .scan.handlers import handlers as scan_handlers
 from .scan.store import PatternStore
@@ -54,6 +56,15 @@ class CondorhubLab(ExtensionApp):
         "(gs://, s3://) and a few plugins, and costs seconds of start-up and hundreds of MB per instance.",
     )
     patterns_file = Unicode(config=True, help="JSON file of the scan patterns the user saved, per folder.")
+    jobs_python = Unicode(
+        "",
+        config=True,
+        help="Python that jobs submitted from the Lab run with (scripts, papermill for notebooks). Empty: "
+        "CONDORHUB_JOB_PYTHON from the hub, else the server's own interpreter (the same environment on "
+        "every node).",
+    )
+    jobs_history_days = Float(7.0, config=True, help="The Jobs panel lists finished jobs of this many days.")
+    jobs_history_max = Int(200, config=True, help="The Jobs panel lists at most this many finished jobs.")
 
     @default("patterns_file")
     def _default_patterns_file(self):
@@ -64,6 +75,13 @@ class CondorhubLab(ExtensionApp):
         self.scan_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="condorhub-scan")
         self.pattern_store = PatternStore(self.patterns_file)
         self.private = PrivateDir.create()
+        # Read before _set_environment changes TMPDIR: the hub's HTCondor settings of this server.
+        self.jobs = JobsService(
+            python=self.jobs_python,
+            history_days=self.jobs_history_days,
+            history_max=self.jobs_history_max,
+            log=self.log,
+        )
         self._set_environment()
         self.tensorboards = TensorBoardManager(
             private=self.private,
@@ -106,12 +124,14 @@ class CondorhubLab(ExtensionApp):
         self.handlers.extend(scan_handlers())
         self.handlers.append((r"condorhub/scan/file/(.*)", ScanFileHandler, {"path": self.serverapp.root_dir}))
         self.handlers.extend(tensorboard_handlers())
+        self.handlers.extend(jobs_handlers())
 
     async def stop_extension(self):
         # No orphans: a stopped Lab server takes its TensorBoards with it (a killed one too, see child.py).
         await self.tensorboards.stop_all()
         self.tensorboards.close()
         self.scan_pool.shutdown(wait=False, cancel_futures=True)
+        self.jobs.close()
         for name, value in self._saved_environ.items():
             if value is None:
                 os.environ.pop(name, None)
