@@ -258,13 +258,23 @@ def test_hub_cannot_run_jobs_as_itself(condor_pool):
 
 
 @condor
-def test_users_inside_the_node_cannot_submit(condor_pool):
-    """Only the hub (and condor itself) may write to the queue; a user in a job may not."""
-    proc = condor_pool.run_in_root(
-        "printf 'executable = /bin/true\\nqueue\\n' > /tmp/alice.sub && condor_submit /tmp/alice.sub",
-        user="alice", check=False)
+def test_users_inside_the_node_submit_only_as_the_pool_policy_allows(condor_pool):
+    """Users may write to the schedd (issue 12: their own jobs), under the pool's user map: dave, who never logged
+    in to the hub, is refused with the reason; alice's job is queued, charged to her role's group. (Their own
+    IDTOKENs: tests/test_pool_policy.py.)"""
+    job = "printf 'executable = /bin/true\\nhold = true\\nqueue\\n' > /tmp/{0}.sub && condor_submit /tmp/{0}.sub"
+    proc = condor_pool.run_in_root(job.format("dave"), user="dave", check=False)
     assert proc.returncode != 0, proc.stdout
-    assert "DENIED" in proc.stderr or "denied" in proc.stderr.lower(), proc.stderr
+    assert "dave has not logged in to the hub" in proc.stderr, proc.stderr
+    proc = condor_pool.run_in_root(job.format("alice"), user="alice", check=False)
+    assert proc.returncode == 0, proc.stderr
+    cluster = int(re.search(r"submitted to cluster (\d+)", proc.stdout).group(1))
+    schedd = htcondor2.Schedd()
+    try:
+        ad = schedd.query(f"ClusterId == {cluster}", projection=["Owner", "AcctGroup"])[0]
+        assert (ad["Owner"], ad["AcctGroup"]) == ("alice", "group_students")
+    finally:
+        _remove_and_wait(schedd, [cluster])
     # Reading the queue is fine.
     assert condor_pool.run_in_root(["condor_q", "-totals"], user="alice").returncode == 0
 

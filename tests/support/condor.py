@@ -26,6 +26,7 @@ from devstack.accounts import ensure_homes, ensure_service_account
 from devstack.directory import DEMO_USERS
 from devstack.pool import HTCondorPool
 
+from .pool_policy import seed_logged_in_users
 from .ports import free_port
 from .scratch import scratch_dir
 
@@ -56,6 +57,8 @@ def condor_pool(slapd, ldap_home_base):
     saved = os.environ.get("CONDOR_CONFIG")
     try:
         pool.up()
+        # alice, bob and carol as if they had logged in to a hub: the pool refuses users its map lacks.
+        seed_logged_in_users(pool)
         os.environ.update(pool.env)
         import htcondor2
 
