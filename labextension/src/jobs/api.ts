@@ -15,15 +15,15 @@ export interface IJob {
   state: JobState;
   hold_reason: string | null;
   exit_code: number | null;
-  submitted: number; // epoch seconds
+  submitted: number | null; // epoch seconds
   started: number | null;
   finished: number | null;
-  folder: string; // the job's output folder, relative to the server root
+  folder: string | null; // the job's folder relative to the server root; null: outside it
   stdout: string | null;
   stderr: string | null;
   scan: { cluster: number; params: Record<string, string> } | null;
   profile: string | null;
-  file: string;
+  file: string | null; // null: not submitted from the Lab
 }
 
 /** A condor profile the user may submit with (CONDORHUB_JOB_PROFILES, the spawn form's profiles). */
@@ -34,7 +34,7 @@ export interface IProfile {
   cpus: number;
   memory_mb: number;
   gpus: number;
-  runtime_seconds: number;
+  runtime_seconds: number | null; // null: no limit of its own
   gpus_minimum_capability: number | null;
   gpus_minimum_memory_mb: number | null;
 }

@@ -10,7 +10,7 @@ import { isActive, profileName, stateDetail, stateWord, times } from './format';
 export interface IEntryActions {
   act(job: IJob, action: JobAction): void;
   openOutput(job: IJob): void;
-  openFolder(folder: string): void;
+  openFolder(folder: string | null): void; // null: the job's folder is outside the Lab's root
   openScan(cluster: number, points: IJob[]): void;
   cancelScan(cluster: number, active: IJob[]): void; // the points not yet finished
 }
@@ -36,7 +36,7 @@ export function renderJob(
 
   const head = el('div', 'jp-condorhub-job-head');
   const name = el('span', 'jp-condorhub-job-name', job.name);
-  name.title = `${job.file}: show its output`;
+  name.title = `${job.file ?? job.name}: show its output`;
   name.addEventListener('click', () => actions.openOutput(job));
   head.append(
     stateBadge(word),
@@ -95,7 +95,8 @@ export function renderJob(
       )
     );
   }
-  if (!isActive(job)) {
+  if (!isActive(job) && job.file) {
+    // Only jobs from the Lab: the server resubmits the request they were made from.
     bar.appendChild(
       button(
         'Resubmit',
@@ -110,7 +111,7 @@ export function renderJob(
       'Open folder',
       'jp-condorhub-job-folder',
       () => actions.openFolder(job.folder),
-      `Show ${job.folder} in the file browser`
+      `Show ${job.folder ?? 'its folder'} in the file browser`
     )
   );
   node.appendChild(bar);

@@ -62,6 +62,7 @@ export class SubmitForm extends Widget {
   ) {
     super();
     this.addClass('jp-condorhub-submit');
+    this.argumentsInput.type = this.folderInput.type = 'text';
     const notebook = path.endsWith('.ipynb');
     const input = remembered.get(this.key) ?? {
       profile: profiles.some(p => p.slug === lastProfile)
@@ -143,6 +144,7 @@ export class SubmitForm extends Widget {
         )
       )
     );
+    this.showError(null);
     this.node.appendChild(this.errorBox);
 
     const summary = el('summary', undefined, 'Show submit description');
@@ -171,6 +173,14 @@ export class SubmitForm extends Widget {
       node.addEventListener('input', () => this.changed());
     }
     this.changed(0);
+  }
+
+  protected onAfterAttach(): void {
+    // The dialog styles every input of its body as a text field (Styling.styleNode); radio buttons drawn
+    // that way show no dot, so they go back to the browser's own.
+    for (const radio of this.node.querySelectorAll('input[type=radio]')) {
+      radio.classList.remove('jp-mod-styled');
+    }
   }
 
   private get key(): string {
@@ -312,7 +322,7 @@ export class SubmitForm extends Widget {
         if (seq !== this.previewSeq) {
           return; // a newer preview is on its way
         }
-        this.countLine.textContent = `${answer.count} combination${answer.count === 1 ? '' : 's'}: ${answer.count} job${answer.count === 1 ? '' : 's'} in one cluster, writing into ${answer.folder}/`;
+        this.countLine.textContent = `${answer.count} combination${answer.count === 1 ? '' : 's'} → ${answer.count} job${answer.count === 1 ? '' : 's'} in one cluster, writing into ${answer.folder}/`;
         this.countLine.dataset.count = String(answer.count);
         text = answer.description;
       } else {

@@ -76,7 +76,7 @@ export function duration(seconds: number): string {
 
 /** The job's times in one line; only absolute moments, so the line stays the same between polls. */
 export function times(job: IJob): string {
-  const parts = [`submitted ${clock(job.submitted)}`];
+  const parts = job.submitted ? [`submitted ${clock(job.submitted)}`] : [];
   if (job.started !== null) {
     parts.push(`started ${clock(job.started)}`);
   }
@@ -114,7 +114,9 @@ export function resources(profile: IProfile): string {
     }
     parts.push(gpus);
   }
-  parts.push(`at most ${duration(profile.runtime_seconds)}`);
+  if (profile.runtime_seconds) {
+    parts.push(`at most ${duration(profile.runtime_seconds)}`);
+  }
   return parts.join(', ');
 }
 
@@ -126,8 +128,8 @@ export function profileName(slug: string | null, profiles: IProfile[]): string {
   return profiles.find(p => p.slug === slug)?.display_name ?? slug;
 }
 
-/** Counts of the states, most advanced first: "2 done · 1 running · 1 queued". */
-export function stateCounts(states: string[]): string {
+/** Counts of the states, most advanced first: [["done", 2], ["running", 1], ["queued", 1]]. */
+export function stateCounts(states: string[]): [string, number][] {
   const order = [
     'failed',
     'done',
@@ -141,8 +143,18 @@ export function stateCounts(states: string[]): string {
   for (const s of states) {
     counts.set(s, (counts.get(s) ?? 0) + 1);
   }
-  return [...counts.entries()]
-    .sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]))
-    .map(([s, n]) => `${n} ${s}`)
-    .join(' · ');
+  return [...counts.entries()].sort(
+    (a, b) => order.indexOf(a[0]) - order.indexOf(b[0])
+  );
 }
+
+/** A job as a title: its name, a scan point's parameters, its id: "train lr=0.1 layers=2 (12.3)". */
+export function jobTitle(job: IJob): string {
+  const params = Object.entries(job.scan?.params ?? {}).map(
+    ([k, v]) => ` ${k}=${v}`
+  );
+  return `${job.name}${params.join('')} (${job.id})`;
+}
+
+/** The last part of a path: what a file is called in the panel (the whole path goes into its tooltip). */
+export const baseName = (path: string) => path.slice(path.lastIndexOf('/') + 1);

@@ -11,7 +11,7 @@ import { Widget } from '@lumino/widgets';
 
 import { IJob, Stream, jobOutput } from './api';
 import { el } from './dom';
-import { stateDetail, stateWord, times } from './format';
+import { jobTitle, stateDetail, stateWord, times } from './format';
 import { jobsIcon } from './icon';
 
 const POLL_MS = 1000;
@@ -98,7 +98,7 @@ export class JobOutput extends Widget {
     this.mark('state', word);
     this.header.replaceChildren(
       el('span', `jp-condorhub-job-state jp-condorhub-state-${word}`, word),
-      el('span', 'jp-condorhub-output-title', `${job.name} (${job.id})`),
+      el('span', 'jp-condorhub-output-title', jobTitle(job)),
       el('span', 'jp-condorhub-output-times', times(job))
     );
     this.header.appendChild(
@@ -156,12 +156,12 @@ export class JobOutput extends Widget {
 /** The output in a closable main-area tab, with "open folder" in its toolbar. */
 export function outputTab(
   job: IJob,
-  openFolder: (folder: string) => void
+  openFolder: (folder: string | null) => void
 ): MainAreaWidget<JobOutput> {
   const content = new JobOutput(job);
   const tab = new MainAreaWidget({ content });
   tab.id = `condorhub-job-output-${job.id.replace(/\W/g, '-')}`;
-  tab.title.label = `Output: ${job.name} (${job.id})`;
+  tab.title.label = `Output: ${jobTitle(job)}`;
   tab.title.icon = jobsIcon;
   tab.title.closable = true;
   tab.toolbar.addItem(
@@ -169,7 +169,7 @@ export function outputTab(
     new ToolbarButton({
       icon: folderIcon,
       label: 'Open folder',
-      tooltip: `Show ${job.folder} in the file browser`,
+      tooltip: `Show ${job.folder ?? 'its folder'} in the file browser`,
       onClick: () => openFolder(content.job.folder)
     })
   );

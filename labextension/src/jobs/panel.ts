@@ -43,9 +43,6 @@ function entries(jobs: IJob[]): Entry[] {
     }
     points.push(job);
   }
-  for (const points of scans.values()) {
-    points.sort((a, b) => a.proc - b.proc); // the grid in item order, whatever order the list had
-  }
   return out;
 }
 

@@ -104,12 +104,20 @@ export const jobsPlugin: JupyterFrontEndPlugin<void> = {
       }
     };
 
-    const openFolder = (folder: string) =>
-      void app.commands
+    const openFolder = (folder: string | null) => {
+      if (folder === null) {
+        panel.tell(
+          'This job’s folder is outside the Lab’s root folder: the file browser cannot show it.',
+          true
+        );
+        return;
+      }
+      app.commands
         .execute('filebrowser:go-to-path', { path: `/${folder}` })
         .catch(error =>
           panel.tell(`Cannot open ${folder}: ${(error as Error).message}`, true)
         );
+    };
 
     const openOutput = async (job: IJob) => {
       const open = outputs.find(tab => tab.content.job.id === job.id);
@@ -128,7 +136,7 @@ export const jobsPlugin: JupyterFrontEndPlugin<void> = {
       if (action === 'remove') {
         const answer = await showDialog({
           title: 'Cancel job',
-          body: `Remove ${job.name} (${job.id}) from the queue? Its output so far stays in ${job.folder}.`,
+          body: `Remove ${job.name} (${job.id}) from the queue? Its output so far stays in ${job.folder ?? 'its folder'}.`,
           buttons: [
             Dialog.cancelButton({ label: 'Keep it' }),
             Dialog.warnButton({ label: 'Cancel job' })

@@ -4,7 +4,14 @@
  */
 import { IJob, IProfile } from './api';
 import { button, el } from './dom';
-import { isActive, profileName, stateCounts, stateWord, times } from './format';
+import {
+  baseName,
+  isActive,
+  profileName,
+  stateCounts,
+  stateWord,
+  times
+} from './format';
 import { IEntryActions, stateBadge } from './entry';
 
 /** The values of one parameter in the order the points first show them (the server's itemdata order). */
@@ -17,6 +24,18 @@ function valuesOf(points: IJob[], name: string): string[] {
     }
   }
   return seen;
+}
+
+/** The newest job of each point, in item order: a resubmitted point is a later cluster naming the scan. */
+function latestPoints(jobs: IJob[]): IJob[] {
+  const byPoint = new Map<string, IJob>();
+  const ordered = [...jobs].sort(
+    (a, b) => a.cluster - b.cluster || a.proc - b.proc
+  );
+  for (const job of ordered) {
+    byPoint.set(JSON.stringify(job.scan?.params ?? {}), job); // a Map keeps the first insertion's place
+  }
+  return [...byPoint.values()];
 }
 
 /** The overall word for a scan: running while any point runs, then queued/held, else done or failed. */
@@ -85,10 +104,11 @@ function grid(points: IJob[], actions: IEntryActions): HTMLTableElement {
 
 export function renderScan(
   cluster: number,
-  points: IJob[],
+  jobs: IJob[],
   profiles: IProfile[],
   actions: IEntryActions
 ): HTMLElement {
+  const points = latestPoints(jobs);
   const words = points.map(stateWord);
   const word = scanWord(words);
   const first = points[0];
@@ -100,8 +120,12 @@ export function renderScan(
   node.dataset.state = word;
 
   const head = el('div', 'jp-condorhub-job-head');
-  const name = el('span', 'jp-condorhub-job-name', `${first.name} (scan)`);
-  name.title = 'Open the scan browser on its folder';
+  const name = el(
+    'span',
+    'jp-condorhub-job-name',
+    `${first.file ? baseName(first.file) : first.name}: scan`
+  );
+  name.title = `${first.file ?? first.name}: open the scan browser on its folder`;
   name.addEventListener('click', () => actions.openScan(cluster, points));
   head.append(
     stateBadge(word),
@@ -113,12 +137,21 @@ export function renderScan(
     'jp-condorhub-job-info',
     `${profileName(first.profile, profiles)} · ${times(first)}`
   );
+  // The counts double as the grid's legend: a swatch of each state's colour before its count.
   const counts = el(
     'div',
     'jp-condorhub-scan-counts',
-    `${points.length} points: ${stateCounts(words)}`
+    `${points.length} points:`
   );
-
+  for (const [state, n] of stateCounts(words)) {
+    const count = el(
+      'span',
+      `jp-condorhub-scan-count jp-condorhub-state-${state}`,
+      ` ${n} ${state}`
+    );
+    count.prepend(el('span', 'jp-condorhub-swatch'));
+    counts.appendChild(count);
+  }
   const bar = el('div', 'jp-condorhub-job-actions');
   bar.appendChild(
     button(
