@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import PurePosixPath
 
+from condorhub.spawner.condor.jobs import Request as ResourceRequest
+from condorhub.spawner.condor.submit import resource_commands as _resource_commands
+
 from .model import scan_pattern
 from .profiles import Profile
 
@@ -298,20 +301,18 @@ def default_folder(path: str, now: float | None = None) -> str:
 
 
 def resource_commands(profile: Profile) -> dict[str, str]:
-    """request_* and allowed_job_duration from a profile (as the hub's server jobs get them)."""
-    out = {"request_cpus": str(profile.cpus)}
-    if profile.memory_mb:
-        out["request_memory"] = f"{profile.memory_mb}MB"
-    if profile.gpus:
-        out["request_gpus"] = str(profile.gpus)
-        if profile.gpus_minimum_capability is not None:
-            out["gpus_minimum_capability"] = f"{profile.gpus_minimum_capability:g}"
-        if profile.gpus_minimum_memory_mb is not None:
-            out["gpus_minimum_memory"] = str(profile.gpus_minimum_memory_mb)
-    if profile.runtime_seconds:
-        # The schedd holds the job when its run exceeds this; the pool's own limit applies on top.
-        out["allowed_job_duration"] = str(profile.runtime_seconds)
-    return out
+    """request_* and allowed_job_duration from a profile: the hub's own rendering for server jobs, so a
+    profile asks the pool for the same thing from the spawn form and from the Lab."""
+    return _resource_commands(
+        ResourceRequest(
+            cpus=profile.cpus,
+            memory_mb=profile.memory_mb,
+            gpus=profile.gpus,
+            gpu_min_capability=profile.gpus_minimum_capability,
+            gpu_min_memory_mb=profile.gpus_minimum_memory_mb,
+            runtime_seconds=profile.runtime_seconds,
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ def make_plan(
 ) -> Plan:
     root = root.resolve()
     script, rel_file = resolve_file(root, request.path, allow_hidden=allow_hidden)
-    folder, rel_folder = resolve_folder(root, request.folder or default_folder(rel_file), allow_hidden=allow_hidden)
+    wanted = request.folder or _free_default(root, rel_file)
+    folder, rel_folder = resolve_folder(root, wanted, allow_hidden=allow_hidden)
     if script.suffix == ".ipynb":
         # papermill writes the executed notebook as <folder>/<stem>.ipynb (in each point's folder).
         outputs = (
@@ -84,6 +85,16 @@ def make_plan(
         home=home,
         grid=grid,
     )
+
+
+def _free_default(root: Path, rel_file: str) -> str:
+    """``jobs/<stem>-<time>``, with ``-2``, ``-3``, ... when two submits fall into the same second."""
+    base = default_folder(rel_file)
+    candidate, n = base, 1
+    while (root / candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
 
 
 def point_folders_of(grid: Grid) -> list[str]:
