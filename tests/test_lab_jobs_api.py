@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +51,11 @@ def job_of(lab: JobsLab, job_id: str) -> dict | None:
     assert reply.code == 200, reply
     assert reply.json["schedd"] == "ok", reply
     return next((j for j in reply.json["jobs"] if j["id"] == job_id), None)
+
+
+def folders(home: Path) -> set[str]:
+    """Every folder under the user's jobs/ (what a refused submit must not leave behind)."""
+    return {p.relative_to(home).as_posix() for p in (home / "jobs").rglob("*") if p.is_dir()}
 
 
 def state_of(lab: JobsLab, job_id: str) -> str | None:
@@ -121,7 +129,8 @@ def test_remove_hold_and_release(alice):
 
     held = alice.jobs_api("POST", f"jobs/{other['id']}/hold")
     assert held.code == 200, held
-    assert held.json["job"]["state"] == "held" and held.json["job"]["hold_reason"], held.json
+    assert held.json["job"]["state"] == "held", held.json
+    assert held.json["job"]["hold_reason"] == "Held by alice from the Lab's Jobs panel", held.json
     released = alice.jobs_api("POST", f"jobs/{other['id']}/release")
     assert released.code == 200 and released.json["job"]["state"] in ("queued", "running"), released
 
@@ -205,7 +214,7 @@ def test_crafted_requests_are_refused_and_nothing_is_submitted(alice, ldap_home_
     link.symlink_to(outside)
     os.lchown(link, alice.uid, alice.gid)
     bob_file = Path(ldap_home_base) / "bob" / "x.py"
-    before = alices_jobs()
+    before, made = alices_jobs(), folders(alice.home)
 
     cases = [
         ({"path": "../../bob/x.py"}, 400, "'..' is not allowed"),
@@ -241,7 +250,7 @@ def test_crafted_requests_are_refused_and_nothing_is_submitted(alice, ldap_home_
                                                                 "arguments": "'$ENV(HOME)'"})  # fmt: skip
     assert preview.code == 200 and "$(DOLLAR)ENV(HOME)" in preview.json["description"], preview
     assert alices_jobs() == before, "a refused request submitted something"
-    assert not (alice.home / "jobs").exists() or not any((alice.home / "jobs").iterdir())
+    assert folders(alice.home) == made, "a refused request left a folder behind"
 
 
 def test_an_unreachable_schedd_is_a_503_with_a_message(jobs_lab, ldap_home_base):
@@ -252,6 +261,7 @@ def test_an_unreachable_schedd_is_a_503_with_a_message(jobs_lab, ldap_home_base)
     try:
         lab = jobs_lab("alice", env={"CONDOR_CONFIG": str(config)}, client=False)
         lab.write("ok.py", "print('hi')\n")
+        made = folders(home)
         started = time.monotonic()
         reply = lab.jobs_api("POST", "jobs", json_body={"path": "ok.py", "profile": "cpu"})
         assert reply.code == 503, reply
@@ -260,7 +270,7 @@ def test_an_unreachable_schedd_is_a_503_with_a_message(jobs_lab, ldap_home_base)
         assert listing.code == 200 and listing.json["schedd"] == "unreachable", listing
         assert listing.json["message"] and [p["slug"] for p in listing.json["profiles"]] == ["cpu", "gpu1"]
         assert time.monotonic() - started < 60
-        assert not (home / "jobs").exists() or not any((home / "jobs").iterdir()), "a folder was left behind"
+        assert folders(home) == made, "a folder was left behind"
     finally:
         config.unlink(missing_ok=True)
 
@@ -270,7 +280,8 @@ def test_only_alices_jobs_are_listed(alice):
     schedd = htcondor2.Schedd()
     result = schedd.submit(htcondor2.Submit({"executable": "/bin/sleep", "arguments": "600", "hold": "true",
                                              "transfer_executable": "false", "should_transfer_files": "NO",
-                                             "+Owner": '"bob"', "+CondorhubJob": "true"}))  # fmt: skip
+                                             "allowed_job_duration": "600", "+Owner": '"bob"',
+                                             "+CondorhubJob": "true"}))  # fmt: skip
     bobs = f"{result.cluster()}.0"
     try:
         alice.write("work/sleep.py", SLEEP)
@@ -288,3 +299,69 @@ def test_only_alices_jobs_are_listed(alice):
         alice.jobs_api("POST", f"jobs/{mine['id']}/remove")
     finally:
         schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {result.cluster()}")
+
+
+COURSE_03 = Path(__file__).resolve().parents[1] / "notebooks" / "course" / "03_parameter_scan.ipynb"
+
+STAND_IN_RUN = """\
+for lr, layers in itertools.product(LEARNING_RATES, HIDDEN_LAYERS):  # notebook 03's run(): same folders
+    folder = Path(SCAN_DIR) / f"lr_{lr:g}" / f"layers_{layers}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps({"lr": lr, "layers": layers, "epochs": EPOCHS,
+                                                     "cwd": os.getcwd()}))
+"""
+
+
+def test_notebook_03_submits_its_scan_as_one_cluster(alice):
+    """The course notebook's cluster section, run by alice with SUBMIT = True (as she would), in a stand-in
+    notebook with 03's settings and folder layout but no TensorFlow (the test pool's nodes have none)."""
+    (section,) = [c for c in nbformat.read(COURSE_03, as_version=4).cells
+                  if "condorhub-cluster-scan" in c.metadata.get("tags", [])]  # fmt: skip
+    assert "SUBMIT = False" in section.source  # the course default: nothing is submitted by "Run All"
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        "LEARNING_RATES = [1e-2, 1e-3]\nHIDDEN_LAYERS = [1]\nEPOCHS = 1\nEVENTS_PER_CLASS = 10\n"
+        "VALIDATION_PER_CLASS = 10\nBATCH_SIZE = 8\nDATA_DIR = 'data'\nSCAN_DIR = 'scan'\nSEED = 0"
+    )
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_code_cell("import itertools, json, os\nfrom pathlib import Path"), params,
+                nbformat.v4.new_code_cell(STAND_IN_RUN),
+                nbformat.v4.new_code_cell(section.source.replace("SUBMIT = False", "SUBMIT = True", 1))]  # fmt: skip
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    alice.write("course/03_parameter_scan.ipynb", nbformat.writes(nb))
+    runner = (
+        "import nbformat, sys\nfrom nbclient import NotebookClient\n"
+        "nb = nbformat.read('03_parameter_scan.ipynb', as_version=4)\n"
+        "NotebookClient(nb, timeout=120, kernel_name='python3').execute()\n"
+        "print(''.join(o.get('text', '') for o in nb.cells[-1].outputs))\n"
+    )
+    env = {"HOME": str(alice.home), "USER": "alice", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "LANG": "C.UTF-8", **alice.server_env}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", runner], cwd=alice.home / "course", env=env, capture_output=True,
+                          text=True, timeout=300, user=alice.uid, group=alice.gid, extra_groups=[])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    cluster = int(re.search(r"cluster (\d+): 2 jobs", done.stdout).group(1))
+    assert "queue lr,layers from (\n0.01, 1\n0.001, 1\n)" in done.stdout  # what HTCondor got, shown to her
+    ads = htcondor2.Schedd().query(f"ClusterId == {cluster}", projection=["ProcId", "Owner"])
+    assert sorted(ad["ProcId"] for ad in ads) == [0, 1] and {ad["Owner"] for ad in ads} == {"alice"}
+
+    def finished():
+        r = alice.jobs_api("GET", f"scans/{cluster}")  # the Jobs panel shows it as a scan
+        assert r.code == 200, r
+        states = [p["state"] for p in r.json["points"]]
+        assert not {"failed", "held", "removed"} & set(states), (r.json, job_errors(alice, cluster))
+        return states == ["done", "done"]
+
+    wait_for(finished, timeout=300, interval=2, what="the notebook's 2 scan jobs")
+    for lr in ("0.01", "0.001"):
+        point = alice.home / "course/scan-cluster" / f"lr_{lr}" / "layers_1"
+        metrics = json.loads((point / "metrics.json").read_text())
+        assert metrics == {"lr": float(lr), "layers": 1, "epochs": 1, "cwd": str(point)}
+        executed = nbformat.read(point / "03_parameter_scan.ipynb", as_version=4)
+        # papermill's one-point grid; the job's own copy of the cell did not submit again (SCAN_POINT)
+        assert any("SCAN_POINT = True" in c.source for c in executed.cells)
+        assert "cluster " not in "".join(o.get("text", "") for o in executed.cells[-1].get("outputs", []))
+
+
+def job_errors(lab: JobsLab, cluster: int) -> str:
+    return "\n".join(p.read_text()[-1500:] for p in (lab.home / "course/scan-cluster").rglob("job.err"))

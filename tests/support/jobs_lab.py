@@ -59,6 +59,8 @@ class JobsLab:
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log
+        #: The HTCondor environment the server got (CONDOR_CONFIG, profiles, ...): what its kernels inherit.
+        self.server_env = dict(env)
         full_env = {
             "HOME": str(home), "USER": user, "LOGNAME": user, "LANG": "C.UTF-8",
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", **env,
