@@ -215,6 +215,30 @@ class HTCondorPool:
         return self.host_dir / "tokens.d" / "condorhub.token"
 
     @property
+    def signing_key_path(self) -> Path:
+        """The pool's signing key as the hub on this host reads it (a copy, root only): the hub signs users'
+        tokens with it, as a hub on a submit host of the htcondor role does with /etc/condor/passwords.d/POOL."""
+        return self.host_dir / "signing-key" / "POOL"  # not the client's SEC_PASSWORD_DIRECTORY
+
+    @property
+    def user_map_path(self) -> Path:
+        """The pool's user map as the hub on this host writes it: the file the htcondor role created for the
+        node's schedd (its default ``htcondor_user_map_file``), seen through the overlay."""
+        return self.root / "etc/condorhub/pool-users.map"
+
+    @property
+    def user_map_reconfig_command(self) -> list[str]:
+        """How root on this host has the node's schedd re-read the map: ``condor_reconfig -schedd`` inside the
+        node, where FS authentication identifies local root (from the host it could not: the node's /tmp is
+        its own)."""
+        return ["chroot", str(self.root), "condor_reconfig", "-schedd"]
+
+    @property
+    def hub_user_map_settings(self) -> dict[str, object]:
+        """The site file's ``htcondor.user_map`` for a hub on this host."""
+        return {"file": str(self.user_map_path), "reconfig_command": self.user_map_reconfig_command}
+
+    @property
     def env(self) -> dict[str, str]:
         """Environment variables for host-side htcondor2 use (merge into os.environ or a subprocess env;
         in-process, call ``htcondor2.reload_config()`` after setting them)."""
@@ -438,6 +462,10 @@ class HTCondorPool:
         fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(token.read_text())
+        self.signing_key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.signing_key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write((self.root / "etc/condor/passwords.d/POOL").read_bytes())
         rendered = (self.root / "etc/condorhub/condor_config").read_text()
         h = self.host_dir
         self.condor_config_path.write_text(f"""\

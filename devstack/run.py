@@ -81,8 +81,13 @@ def demo_site(pool=None) -> dict:
 
         site["htcondor"] = {
             "condor_config": str(pool.condor_config_path),
+            # Users' own tokens in their servers: signed with the pool's key, issuer and domain from the hub's.
+            "token_file": str(pool.token_path),
+            "user_tokens": {"signing_key_file": str(pool.signing_key_path)},
             "server_venv": WORKER_VENV,
             "accounting_groups": dict(ACCOUNTING_GROUPS),
+            # the pool's user map in the node, kept by the hub at each login
+            "user_map": pool.hub_user_map_settings,
         }
         site["profiles"] += CONDOR_PROFILES
     return site

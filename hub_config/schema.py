@@ -528,6 +528,57 @@ class HubSettings(Strict):
     )
 
 
+class UserTokenSettings(Strict):
+    """Each user's own HTCondor credential inside their server (see condorhub.spawner.condor.credentials)."""
+
+    signing_key_file: Path | None = Field(
+        Path("/etc/condor/passwords.d/POOL"),
+        description=(
+            "The pool's signing key (root only) that the hub signs each server's IDTOKEN for `<user>@<uid "
+            "domain>` with (authorizations READ and WRITE: submit and manage one's own jobs). The hub host "
+            "holds it as a submit host of the htcondor role. The issuer and the user domain come from the "
+            "hub's own token (`token_file`). Unset (null): servers get no HTCondor credential."
+        ),
+    )
+    login_node_lifetime: Duration = Field(
+        written("7d"),
+        ge=600,
+        le=90 * 86400,
+        description=(
+            "How long a login-node server's token is valid (such servers have no runtime limit); a batch "
+            "server's token is valid for its queue timeout plus its runtime. Tokens are removed when the "
+            "server stops."
+        ),
+    )
+
+
+#: Most jobs one submission of a user may add when `htcondor.max_jobs_per_user` does not list their role.
+DEFAULT_MAX_JOBS_PER_USER = 1000
+
+
+class UserMapSettings(Strict):
+    """The pool's user map: the hub writes each user's groups and limits at login, the schedd enforces them."""
+
+    file: Path = Field(
+        description=(
+            "The ClassAd user map the submit host's schedd reads (the htcondor role's `htcondor_user_map_file`, "
+            "created there empty, root-owned, readable by condor only). At each login the hub puts the user's "
+            "roles, accounting groups and limits in (the largest `gpus` and `runtime` among the condor profiles "
+            "their roles may start, `max_jobs_per_user`); the schedd charges and refuses jobs by it, the users' "
+            "own and the hub's alike, and refuses users who never logged in."
+        ),
+    )
+    reconfig_command: list[str] = Field(
+        default_factory=lambda: ["condor_reconfig", "-schedd"],
+        min_length=1,
+        description=(
+            "Command the hub (root, on the submit host) runs after a user's lines changed, so that the schedd "
+            "re-reads the map. The default authenticates as local root (FS) with the host's own HTCondor "
+            "configuration, which may already administer the pool: the hub's token needs no further right."
+        ),
+    )
+
+
 class HTCondorSettings(Strict):
     """How the hub reaches the HTCondor pool that runs the `condor` profiles."""
 
@@ -615,6 +666,10 @@ class HTCondorSettings(Strict):
             "class's servers."
         ),
     )
+    user_tokens: UserTokenSettings = Field(
+        default_factory=UserTokenSettings,
+        description="Each user's own HTCondor credential in their server, so they can submit from the Lab.",
+    )
     accounting_groups: dict[Role, str] = Field(
         default_factory=dict,
         description=(
@@ -622,6 +677,24 @@ class HTCondorSettings(Strict):
             "shares GPUs fairly between groups (the pool's GROUP_NAMES and quotas). Once set, every role that "
             "may start a `condor` profile needs an entry. A person with several roles is charged to the first "
             "role in the profile's `roles` that they have."
+        ),
+    )
+
+    user_map: UserMapSettings | None = Field(
+        None,
+        description=(
+            "Keep the pool's user map (accounting groups and limits per user, from their LDAP roles) for the schedd "
+            "to enforce. Unset: the hub writes none; a pool configured by condorhub's htcondor role then refuses "
+            "every user it has no lines for."
+        ),
+    )
+    max_jobs_per_user: dict[Role, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        default_factory=dict,
+        description=(
+            f"Role → most jobs one submission of a user may add (roles not listed: {DEFAULT_MAX_JOBS_PER_USER}; "
+            "a person with several roles gets the largest). HTCondor 23 counts a user's jobs in the queue only "
+            "against one schedd-wide number, MAX_JOBS_PER_OWNER: the htcondor role sets it to the largest of "
+            "these, so all of a user's submissions together stay below that."
         ),
     )
 
@@ -635,6 +708,16 @@ class HTCondorSettings(Strict):
                     "(letters, digits, _ . -; e.g. group_students)"
                 )
         return groups
+
+    @model_validator(mode="after")
+    def _user_map_needs_groups(self):
+        # The schedd charges every job to a group from the map; without groups it would refuse them all.
+        if self.user_map is not None and not self.accounting_groups:
+            raise ValueError(
+                "`user_map` makes the schedd charge each job to its owner's group: set `accounting_groups` "
+                "(role → group) too, or remove `user_map`"
+            )
+        return self
 
 
 class SiteConfig(Strict):

@@ -142,6 +142,13 @@ def apply_htcondor(c, site: SiteConfig) -> None:
     queue.query_timeout = condor.query_timeout
     queue.unknown_grace = condor.unknown_grace
 
+    # Each user's own HTCondor credential in their servers (login node and batch alike).
+    credentials = c.UserCredentials
+    credentials.signing_key_file = str(condor.user_tokens.signing_key_file or "")
+    credentials.hub_token_file = str(condor.token_file or "")
+    credentials.hub_condor_config = str(condor.condor_config or "")
+    credentials.login_node_lifetime = condor.user_tokens.login_node_lifetime
+
     spawner = c.HTCondorSpawner
     queue_timeout = condor.queue_timeout
     server_start_timeout = condor.server_start_timeout
@@ -149,6 +156,10 @@ def apply_htcondor(c, site: SiteConfig) -> None:
     spawner.queue_timeout = queue_timeout
     spawner.server_start_timeout = server_start_timeout
     spawner.accounting_groups = dict(condor.accounting_groups)
+    # At each login the user's roles become their accounting groups and limits in the pool's user map.
+    from condorhub.spawner.condor.usermap import configure_user_map
+
+    configure_user_map(c, site)
     # JupyterHub wraps start() in start_timeout and kills the spawn when it expires, counting from the
     # request. The spawner enforces its own queue timeout (from submission) and startup timeout (from the
     # job starting to run), so this outer limit only has to exceed both: it is a safety net, not the rule.

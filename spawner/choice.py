@@ -74,6 +74,38 @@ def choose_profile(profiles: Sequence[AnyProfile], roles: Iterable[str], user_op
     return profile
 
 
+#: Environment variable of every server: the `condor` profiles its user may submit jobs with (JSON).
+JOB_PROFILES_ENV = "CONDORHUB_JOB_PROFILES"
+
+
+def job_profiles(profiles: Sequence[AnyProfile], roles: Iterable[str]) -> list[dict]:
+    """The `condor` profiles ``roles`` may use, as the Lab's job submission reads them (HTCondor's units).
+
+    The same profiles and role rules as the spawn form; the pool enforces the limits again on every job.
+    """
+    from condorhub.spawner.condor.jobs import Request
+
+    out = []
+    for profile in allowed_profiles(profiles, roles):
+        if not isinstance(profile, CondorProfile):
+            continue
+        request = Request.from_profile(profile)
+        out.append(
+            {
+                "slug": profile.slug,
+                "display_name": profile.display_name,
+                "description": profile.description,
+                "cpus": request.cpus,
+                "memory_mb": request.memory_mb,
+                "gpus": request.gpus,
+                "runtime_seconds": request.runtime_seconds,
+                "gpus_minimum_capability": request.gpu_min_capability,
+                "gpus_minimum_memory_mb": request.gpu_min_memory_mb,
+            }
+        )
+    return out
+
+
 def options_from_form(formdata: Mapping[str, list[str]]) -> dict:
     """Form fields → user_options; every field is kept so that `choose_profile` can refuse extras."""
     options: dict = {}

@@ -11,6 +11,7 @@ sssd/nslcd works the same; one that does not still starts servers with the right
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from dataclasses import dataclass
@@ -94,6 +95,8 @@ class LoginNodeSpawner(LocalProcessSpawner):
         return value
 
     identity: PosixIdentity | None = None
+    _condor_config = ""  # the user's own CONDOR_CONFIG, when the hub gave this server HTCondor access
+    _pool_identity: PosixIdentity | None = None  # whose home holds it (kept when the state is cleared)
 
     async def run_auth_state_hook(self, auth_state):
         self.identity = PosixIdentity.from_auth_state(auth_state, min_uid=self.min_uid)
@@ -142,16 +145,76 @@ class LoginNodeSpawner(LocalProcessSpawner):
         env["HOME"] = identity.home
         if identity.shell:
             env["SHELL"] = identity.shell
+        if self._condor_config:
+            env["CONDOR_CONFIG"] = self._condor_config
         return env
 
     async def move_certs(self, paths):
         # Only used with internal_ssl; the stock version looks the user up in pwd.
         raise NotImplementedError("internal_ssl is not supported for login-node servers")
 
+    @property
+    def _pool_folder(self) -> str:
+        """~/.condorhub/<this>: the server's own HTCondor credential and client configuration."""
+        return f"htcondor-{self.name or 'default'}"
+
+    async def _give_pool_access(self, identity: PosixIdentity) -> None:
+        """Write the user's own HTCondor token and CONDOR_CONFIG (see condorhub.spawner.condor.credentials)
+        into a 0700 folder of their home, as the user, and point the server at it. Without a pool (or a
+        key the hub can read) the server starts without it, and the log says why."""
+        from condorhub.spawner.condor.credentials import CredentialError, UserCredentials
+
+        credentials = UserCredentials.instance(config=self.config)
+        if not credentials.enabled:
+            return
+        from condorhub.spawner.condor.queue import HTCondorQueue
+        from condorhub.spawner.condor.secretfile import Account, SecretFileError, write_private_folder
+
+        account = Account(identity.uid, identity.gid, identity.home)
+        folder = os.path.join(identity.home, ".condorhub", self._pool_folder)
+        tokens = os.path.join(folder, "tokens.d")
+        loop = asyncio.get_running_loop()
+        try:
+            token = await loop.run_in_executor(None, credentials.mint, self.user.name, credentials.login_node_lifetime)
+            schedd = await HTCondorQueue.instance(config=self.config).schedd_name()
+            files = {"condor_config": credentials.config_for(tokens, schedd), "tokens.d/user.token": token}
+            await loop.run_in_executor(None, write_private_folder, account, self._pool_folder, files)
+        except (CredentialError, SecretFileError, OSError) as err:
+            self.log.error("No HTCondor credential for %s's login-node server: %s", self.user.name, err)
+            return
+        self._condor_config = os.path.join(folder, "condor_config")
+        self._pool_identity = identity
+
+    async def _take_pool_access(self, identity: PosixIdentity | None) -> None:
+        if identity is None:
+            return
+        from condorhub.spawner.condor.credentials import UserCredentials
+        from condorhub.spawner.condor.secretfile import Account, SecretFileError, remove_private_folder
+
+        if not UserCredentials.instance(config=self.config).enabled:
+            return
+        account = Account(identity.uid, identity.gid, identity.home)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, remove_private_folder, account, self._pool_folder)
+        except SecretFileError as err:
+            self.log.error("Could not remove %s's HTCondor credential: %s", self.user.name, err)
+
     async def start(self):
         identity = self._require_identity()
         self._prepare_home(identity)
+        self._condor_config = ""
+        await self._give_pool_access(identity)
         return await super().start()
+
+    async def stop(self, now=False):
+        # Taken first: LocalProcessSpawner's poll() clears the state (the identity too) once the process is gone;
+        # a server that died by itself was polled (and cleared) before this stop.
+        identity = self.identity or self._pool_identity
+        try:
+            await super().stop(now=now)
+        finally:
+            # The token goes with the server: a later one gets a fresh token.
+            await self._take_pool_access(identity)
 
     def get_state(self):
         state = super().get_state()

@@ -9,6 +9,7 @@ profile is persisted with the child's state so a restarted hub rebuilds the same
 
 from __future__ import annotations
 
+import json
 from importlib import import_module
 from typing import cast
 
@@ -19,9 +20,11 @@ from traitlets import Any, Dict, Instance, List, TraitError, Unicode, default, d
 from condorhub.schema import CondorProfile, LoginNodeProfile, Profile
 
 from .choice import (
+    JOB_PROFILES_ENV,
     ProfileChoiceError,
     allowed_profiles,
     choose_profile,
+    job_profiles,
     options_from_form,
     render_form,
     render_notice,
@@ -200,6 +203,9 @@ class ProfileSpawner(Spawner):
         child = self._construct_child()
         self.last_stop_reason = ""
         await child.run_auth_state_hook(self.auth_state)
+        # What the Lab may submit jobs with: the user's batch profiles (the pool enforces them again).
+        offered = job_profiles(self.site_profiles, await self._roles())
+        child.environment = {**child.environment, JOB_PROFILES_ENV: json.dumps(offered)}
         try:
             return await child.start()
         except BaseException:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -76,6 +77,8 @@ def hub(slapd, condor_pool):
     site["hub"]["server_start_timeout"] = 30
     site["htcondor"] = {
         "condor_config": str(condor_pool.condor_config_path),
+        "token_file": str(condor_pool.token_path),
+        "user_tokens": {"signing_key_file": str(condor_pool.signing_key_path)},
         "server_venv": wr.WORKER_VENV,
         "poll_interval": 1,
         "query_timeout": 10,
@@ -468,3 +471,148 @@ def test_the_port_api_takes_only_a_starting_servers_own_token(hub):
         f"{hub.url}/hub/api/batchspawner", json={"port": 40000}, headers={"Authorization": f"token {token}"}, timeout=10
     )
     assert stock.status_code == 404
+
+
+# -- each user's own HTCondor identity in their server (issue 12 part 1) --------------------------------
+
+#: Run in a user's kernel: who the pool thinks they are, what their token allows, and a job of their own.
+POOL_AS_ME = r"""
+import base64, json, os, stat, subprocess, htcondor2
+config = os.environ["CONDOR_CONFIG"]
+tokens = htcondor2.param["SEC_TOKEN_DIRECTORY"]
+(name,) = os.listdir(tokens)
+token = open(os.path.join(tokens, name)).read().strip()
+claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+def my_schedd():  # as the README tells users: by SCHEDD_HOST where the configuration names one
+    name = htcondor2.param.get("SCHEDD_HOST")
+    return htcondor2.Schedd(htcondor2.Collector().locate(htcondor2.DaemonType.Schedd, name)) if name else htcondor2.Schedd()
+schedd = my_schedd()
+job = schedd.submit(htcondor2.Submit({"executable": "/bin/sleep", "arguments": "600", "hold": "true",
+    "transfer_executable": "false", "should_transfer_files": "NO", "request_cpus": "1",
+    "request_memory": "64MB", "allowed_job_duration": "600", "+CondorhubPoolAccessTest": "true"}))
+(ad,) = schedd.query(f"ClusterId == {job.cluster()}", projection=["Owner"])
+import shutil  # the command-line tools: on every execute node (and a production hub host, a submit host)
+cli = shutil.which("condor_q") and subprocess.run(
+    ["condor_q", "-af", "Owner", "-constraint", f"ClusterId == {job.cluster()}"], capture_output=True, text=True)
+print(json.dumps({
+    "config": config, "config_mode": oct(stat.S_IMODE(os.stat(config).st_mode)),
+    "token_dir_mode": oct(stat.S_IMODE(os.stat(tokens).st_mode)),
+    "token_mode": oct(stat.S_IMODE(os.stat(os.path.join(tokens, name)).st_mode)),
+    "sub": claims["sub"], "scope": claims["scope"], "lifetime": claims["exp"] - claims["iat"],
+    "cluster": job.cluster(), "owner": ad["Owner"], "cli": cli and (cli.stdout.strip() or cli.stderr.strip()),
+    "profiles": json.loads(os.environ["CONDORHUB_JOB_PROFILES"]),
+}))
+"""
+
+
+def act_as(client: HubClient, user: str, action: str, cluster: int) -> str:
+    """``action`` (Remove/Hold) on a job from ``user``'s kernel with their own credential; the schedd's counts."""
+    code = (
+        "import htcondor2\n"
+        "name = htcondor2.param.get('SCHEDD_HOST')\n"
+        "s = htcondor2.Schedd(htcondor2.Collector().locate(htcondor2.DaemonType.Schedd, name)) if name else htcondor2.Schedd()\n"
+        f"r = s.act(htcondor2.JobAction.{action}, 'ClusterId == {cluster}')\n"
+        "print(r.get('TotalSuccess'), r.get('TotalPermissionDenied'), r.get('TotalNotFound'))\n"
+    )
+    return run_in_kernel(client, user, code).strip()
+
+
+def bobs_held_job() -> int:
+    """A held job of bob's, submitted by the hub (a queue super user) as bob."""
+    result = schedd().submit(
+        htcondor2.Submit(
+            {
+                "executable": "/bin/sleep",
+                "arguments": "600",
+                "hold": "true",
+                "+Owner": '"bob"',
+                "transfer_executable": "false",
+                "should_transfer_files": "NO",
+                "allowed_job_duration": "600",
+            }
+        )
+    )
+    return result.cluster()
+
+
+def test_a_batch_server_can_submit_as_its_user_and_only_manage_its_users_jobs(hub, condor_pool):
+    alice = login(hub, "alice")
+    events = start_server(alice, "alice", "cpu")
+    assert events[-1].get("ready"), messages(events)
+    alice.wait_for_server("alice")
+    bobs = bobs_held_job()
+    try:
+        seen = json.loads(run_in_kernel(alice, "alice", POOL_AS_ME))
+        # Her own identity, limited to what a submitter needs, valid for the queue timeout + the profile's
+        # runtime + 10 min (5m + 1h + 10m here).
+        assert seen["sub"].startswith("alice@") and seen["scope"] == "condor:/READ condor:/WRITE"
+        assert seen["lifetime"] == 300 + 3600 + 600
+        # In the job's own scratch directory, private: nothing on a shared path.
+        assert "/execute/" in seen["config"] and ".condorhub-htcondor" in seen["config"], seen["config"]
+        assert (seen["config_mode"], seen["token_dir_mode"], seen["token_mode"]) == ("0o600", "0o700", "0o600")
+        # Bindings and command-line tools both act as alice.
+        assert (seen["owner"], seen["cli"]) == ("alice", "alice"), seen
+        # The Lab learns the batch profiles her role may use (the spawn form's: no 2-GPU profile for students).
+        assert [p["slug"] for p in seen["profiles"]] == ["cpu", "gpu-1"]
+        assert seen["profiles"][1] | {"description": ""} == {
+            "slug": "gpu-1", "display_name": "1 GPU", "description": "", "cpus": 1, "memory_mb": 1024, "gpus": 1,
+            "runtime_seconds": 3600, "gpus_minimum_capability": None, "gpus_minimum_memory_mb": None,
+        }
+        # Her credential acts on her own jobs only: bob's job is refused and stays.
+        assert act_as(alice, "alice", "Remove", bobs).split()[0] == "0"
+        assert act_as(alice, "alice", "Hold", bobs).split()[0] == "0"
+        assert schedd().query(f"ClusterId == {bobs}", projection=["JobStatus"]), "alice's token removed bob's job"
+        assert act_as(alice, "alice", "Remove", seen["cluster"]).split()[0] == "1"
+        # Not in the public job ad.
+        ads = condor_pool.run_in_root(["condor_q", "-allusers", "-l"], user="bob").stdout
+        token_dir = Path(seen["config"]).parent / "tokens.d"
+        token = next(p for p in (condor_pool.root / str(token_dir).lstrip("/")).iterdir()).read_text().strip()
+        assert token.split(".")[2] not in ads
+    finally:
+        schedd().act(htcondor2.JobAction.Remove, f"ClusterId == {bobs}")
+    stop_server(alice, "alice")
+    # The credential went with the job: HTCondor removed its scratch directory.
+    wait_for(
+        "the job's scratch directory (and the token in it) to be gone",
+        lambda: not list((condor_pool.root / "var/lib/condor/execute").glob("*/.condorhub-htcondor")),
+        timeout=60,
+    )
+
+
+def test_a_login_node_server_gets_a_private_credential_that_leaves_with_it(hub, ldap_home_base):
+    bob = login(hub, "bob")
+    events = start_server(bob, "bob", "login-node")
+    assert events[-1].get("ready"), messages(events)
+    bob.wait_for_server("bob")
+    seen = json.loads(run_in_kernel(bob, "bob", POOL_AS_ME))
+    folder = ldap_home_base / "bob" / ".condorhub" / "htcondor-default"
+    assert seen["config"] == str(folder / "condor_config")
+    # (this test machine, the login node, has the bindings but no condor_* tools: a production hub host has both)
+    assert (seen["sub"].startswith("bob@"), seen["owner"]) == (True, "bob"), seen
+    assert seen["lifetime"] == 7 * 86400  # the site's user_tokens.login_node_lifetime (its default)
+    assert (folder.stat().st_uid, oct(folder.stat().st_mode & 0o777)) == (10002, "0o700")
+    # Another user (alice's uid) cannot read bob's token, on the login node where both have shells.
+    peek = subprocess.run(
+        ["cat", str(folder / "tokens.d" / "user.token")], user=10001, group=10000, capture_output=True, text=True
+    )
+    assert peek.returncode != 0 and "Permission denied" in peek.stderr
+    schedd().act(htcondor2.JobAction.Remove, f"ClusterId == {seen['cluster']}")
+    stop_server(bob, "bob")
+    wait_for("bob's token to go with his server", lambda: not folder.exists(), timeout=15, context=lambda: hub.log_tail(40))
+
+
+def test_the_hub_derives_the_key_condor_token_create_signs_with(condor_pool):
+    """A token of HTCondor's own tool verifies under the key the hub derives from the pool's signing key."""
+    import base64
+    import hashlib
+    import hmac
+
+    from condorhub.spawner.condor.credentials import signing_key
+
+    reference = condor_pool.run_in_root(
+        ["condor_token_create", "-identity", "alice@condorhub.test", "-key", "POOL", "-authz", "READ", "-lifetime", "60"]
+    ).stdout.strip()
+    header, claims, signature = reference.split(".")
+    key = signing_key(condor_pool.signing_key_path.read_bytes())
+    ours = base64.urlsafe_b64encode(hmac.new(key, f"{header}.{claims}".encode(), hashlib.sha256).digest())
+    assert ours.rstrip(b"=").decode() == signature

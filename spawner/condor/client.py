@@ -152,6 +152,7 @@ class CondorClient:
         self.collector_address = collector
         self.schedd_name = schedd
         self._schedd = None
+        self._schedd_ad: dict | None = None
         self._lock = threading.Lock()
 
     # -- daemons ----------------------------------------------------------------------------------
@@ -175,7 +176,16 @@ class CondorClient:
                         f"{err}. Is the pool up, and `htcondor.schedd` right?"
                     ) from None
                 self._schedd = htcondor2.Schedd(location)
+                self._schedd_ad = _plain(location)
             return self._schedd
+
+    def located_schedd_name(self) -> str:
+        """The Name of the schedd this client submits to (users' tools locate it by that name)."""
+        return str(self._get_schedd_ad().get("Name") or "")
+
+    def _get_schedd_ad(self) -> dict:
+        self._get_schedd()
+        return dict(self._schedd_ad or {})
 
     def _forget_schedd(self) -> None:
         # After a failure the schedd may have restarted on another port: locate it again next time.

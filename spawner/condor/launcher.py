@@ -7,7 +7,10 @@ from the worker environment. It imports nothing but the standard library, so it 
    user's own regular file, not a link, and readable by nobody else.
 2. Pick a free port and report it to the hub's condorhub API with the server's token (only the port and
    this node's address; the hub checks both against what HTCondor says about the job).
-3. Replace this process with ``jupyterhub-singleuser`` (exec), its environment being the job's own
+3. Put the user's own HTCondor credential (if the hub sent one) into a 0700 folder in the job's scratch
+   directory, which HTCondor creates for this job alone and deletes when it ends, and point CONDOR_CONFIG
+   at it: ``condor_submit`` and the bindings in the Lab then act as the user.
+4. Replace this process with ``jupyterhub-singleuser`` (exec), its environment being the job's own
    (HTCondor's CUDA_VISIBLE_DEVICES names the GPUs assigned to this job, and the kernels inherit it)
    plus the hub's settings from the file, with the file mode creation mask :data:`UMASK`.
 """
@@ -77,6 +80,29 @@ def read_secrets(path: str) -> dict:
     return secrets
 
 
+def install_pool_access(access: dict, env: dict) -> str:
+    """Write the user's token and client configuration into the job's scratch directory; returns the
+    CONDOR_CONFIG path. The folder is this job's own (HTCondor removes it, token included, at the job's end)."""
+    scratch = env.get("_CONDOR_SCRATCH_DIR") or env.get("TMPDIR") or ""
+    if not os.path.isdir(scratch):
+        fail(EXIT_BAD_SECRETS, "the job has no scratch directory (_CONDOR_SCRATCH_DIR) for its HTCondor credential")
+    folder = os.path.join(scratch, ".condorhub-htcondor")
+    tokens = os.path.join(folder, "tokens.d")
+    os.mkdir(folder, 0o700)
+    os.mkdir(tokens, 0o700)
+    config = str(access.get("config", "")).rstrip("\n") + (
+        f"\nSEC_TOKEN_DIRECTORY = {tokens}\nSEC_TOKEN_SYSTEM_DIRECTORY = {tokens}\n"
+    )
+    for path, text in (
+        (os.path.join(tokens, "user.token"), str(access["token"])),
+        (os.path.join(folder, "condor_config"), config),
+    ):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    return os.path.join(folder, "condor_config")
+
+
 def free_port(bind_ip: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in bind_ip else socket.AF_INET) as sock:
         sock.bind((bind_ip, 0))
@@ -144,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         if key in ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"):
             continue  # the GPUs are HTCondor's to assign, never the hub's
         env[str(key)] = str(value)
+    if isinstance(secrets.get("htcondor"), dict) and secrets["htcondor"].get("token"):
+        env["CONDOR_CONFIG"] = install_pool_access(secrets["htcondor"], env)
     bind_ip = secrets.get("bind_ip") or "0.0.0.0"
     port = free_port(bind_ip)
     env["JUPYTERHUB_SERVICE_URL"] = with_port(env.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:0/"), bind_ip, port)

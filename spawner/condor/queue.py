@@ -204,6 +204,7 @@ class HTCondorQueue(SingletonConfigurable):
         self._changed = asyncio.Event()
 
         self.claims: dict[str, str] = {}  # job id -> the server that owns it ("alice/")
+        self._schedd_name = ""
         self.pending_removals: dict[str, str] = {}  # job id -> reason, retried until the schedd answers
         self.known_job_ids: Callable[[], set[str] | None] | None = None  # job ids in the hub database
         self._last_reconcile: float | None = None
@@ -362,6 +363,17 @@ class HTCondorQueue(SingletonConfigurable):
         if not ads:
             return "HTCondor's history has no record of why"
         return Job.from_ad(ads[0]).end_reason()
+
+    async def schedd_name(self) -> str:
+        """The Name of the schedd the hub submits to, for users' client configuration ("" if unknown)."""
+        if self.schedd:
+            return self.schedd
+        if not self._schedd_name:
+            try:
+                self._schedd_name = await self._call("action", "located_schedd_name")
+            except (TimeoutError, CondorClientError):
+                return ""
+        return self._schedd_name
 
     # -- claims ---------------------------------------------------------------------------------------
 

@@ -33,11 +33,13 @@ SECRET_DIR = ".condorhub"
 
 # Run as the user with `python -I -S` (isolated, no site): fast (~20 ms) and unaffected by anything the
 # user controls (PYTHONPATH, usercustomize). Exit codes: 0 ok, 3 unsafe folder, 4 file exists.
+# Modes: write/remove one file ~/.condorhub/<name>; writedir/removedir a private folder ~/.condorhub/<name>/
+# of files (stdin: JSON {relative path: text}, at most one sub-folder deep), replaced as a whole.
 _HELPER = r"""
-import os, stat, sys
+import json, os, shutil, stat, sys
 mode, home, name = sys.argv[1], sys.argv[2], sys.argv[3]
 folder = os.path.join(home, ".condorhub")
-if mode == "write":
+if mode in ("write", "writedir"):
     try:
         os.mkdir(folder, 0o700)
     except FileExistsError:
@@ -45,13 +47,36 @@ if mode == "write":
 try:
     st = os.lstat(folder)
 except FileNotFoundError:
-    sys.exit(0 if mode == "remove" else 3)
+    sys.exit(0 if mode in ("remove", "removedir") else 3)
 if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
     print(f"{folder} is not a folder owned by you (a symlink or someone else's)", file=sys.stderr)
     sys.exit(3)
 if stat.S_IMODE(st.st_mode) & 0o077:
     os.chmod(folder, 0o700)
 path = os.path.join(folder, name)
+if mode in ("writedir", "removedir"):
+    try:
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    if mode == "removedir":
+        sys.exit(0)
+    os.mkdir(path, 0o700)
+    for rel, text in json.loads(sys.stdin.buffer.read()).items():
+        parts = rel.split("/")
+        if len(parts) > 2 or any(p in ("", ".", "..") for p in parts):
+            print(f"bad file name {rel!r}", file=sys.stderr)
+            sys.exit(3)
+        if len(parts) == 2 and not os.path.isdir(os.path.join(path, parts[0])):
+            os.mkdir(os.path.join(path, parts[0]), 0o700)
+        fd = os.open(os.path.join(path, rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    sys.exit(0)
 if mode == "remove":
     try:
         os.unlink(path)
@@ -126,6 +151,20 @@ def write_secret_file(account: Account, name: str, secrets: dict, timeout: float
     """
     _run_as(account, "write", name, json.dumps(secrets).encode(), timeout)
     return secret_path(account.home, name)
+
+
+def write_private_folder(account: Account, name: str, files: dict[str, str], timeout: float = 20) -> str:
+    """Write ``~/.condorhub/<name>/`` (0700) with ``files`` (0600) as the user, replacing any earlier one.
+
+    Blocking: call it in an executor. Returns the folder's path.
+    """
+    _run_as(account, "writedir", name, json.dumps(files).encode(), timeout)
+    return secret_path(account.home, name)
+
+
+def remove_private_folder(account: Account, name: str, timeout: float = 20) -> None:
+    """Delete ``~/.condorhub/<name>/`` as the user if it is there."""
+    _run_as(account, "removedir", name, None, timeout)
 
 
 def remove_secret_file(account: Account, name: str, timeout: float = 20) -> None:

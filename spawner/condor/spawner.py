@@ -36,6 +36,7 @@ from condorhub.schema import CondorProfile, HTCondorSettings, default_of, parse_
 
 from ..loginnode import PosixIdentity
 from .client import CondorClientError
+from .credentials import CredentialError, UserCredentials
 from .jobs import Job, Phase, Request
 from .queue import HTCondorQueue, QueueUnavailable
 from .secretfile import SECRET_DIR, Account, SecretFileError, read_own_file_tail, remove_secret_file, write_secret_file
@@ -308,6 +309,9 @@ class HTCondorSpawner(BatchSpawnerBase):
             await loop.run_in_executor(None, self._prepare_home, identity)
             self.ip = self._bind_ip
             payload = {"env": self.get_env(), "argv": self._server_argv(), "bind_ip": self._bind_ip}
+            access = await self._pool_access(spec.request)
+            if access:
+                payload["htcondor"] = access
             await loop.run_in_executor(None, write_secret_file, account, f"{stem}.env", payload)
         except (SecretFileError, OSError) as err:
             raise SpawnFailed(f"Your server could not be prepared: {err}") from None
@@ -338,6 +342,25 @@ class HTCondorSpawner(BatchSpawnerBase):
             self._progress_done = True
             self._events_changed.set()
         return self.ip, self.port
+
+    async def _pool_access(self, request: Request) -> dict | None:
+        """The user's own HTCondor token and client configuration for the server (see .credentials).
+
+        Valid while the job may wait and run, and no longer. Without one (not configured, or the key cannot
+        be read) the server still starts; the user then cannot submit from the Lab, and the log says why.
+        """
+        credentials = UserCredentials.instance(config=self.config)
+        if not credentials.enabled:
+            return None
+        lifetime = self.queue_timeout + (request.runtime_seconds or credentials.login_node_lifetime) + 600
+        try:
+            token = await asyncio.get_running_loop().run_in_executor(None, credentials.mint, self.user.name, lifetime)
+            config = credentials.config_for(None, await self.queue.schedd_name())
+        except (CredentialError, OSError) as err:
+            self.log.error("No HTCondor credential for %s's server: %s", self._log_name, err)
+            self._emit(5, f"Your server starts without HTCondor access (ask the admins): {err}")
+            return None
+        return {"token": token, "config": config}
 
     def _seen_since_submit(self) -> bool:
         """Whether the view's data comes from a query that started after our submission."""

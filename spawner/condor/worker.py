@@ -41,7 +41,7 @@ def main() -> int:
             reply: dict[str, Any]
             if method == "ping":
                 reply = {"result": os.getpid()}
-            elif method in ("query_jobs", "query_slots", "job_history", "submit", "remove"):
+            elif method in ("query_jobs", "query_slots", "job_history", "submit", "remove", "located_schedd_name"):
                 reply = {"result": getattr(client, method)(*request.get("args", []))}
             else:
                 reply = {"error": f"unknown method {method!r}"}
