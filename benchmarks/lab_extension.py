@@ -27,9 +27,11 @@ from pathlib import Path
 
 import requests
 
-from condorhub.lab.scan.sample import make_large_scan
 from condorhub.lab.tensorboard.manager import free_port
-from condorhub.lab.tensorboard.sample import write_scalars
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: devstack/ (sample data)
+from devstack.samples.scan import make_large_scan  # noqa: E402
+from devstack.samples.tensorboard import write_scalars  # noqa: E402
 
 PATTERN = r"a_(?P<a>\d+)/b_(?P<b>\d+)/c_(?P<c>\d+)/plot_(?P<k>\d+)\.png"
 

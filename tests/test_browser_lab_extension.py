@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from devstack.directory import DEMO_USERS
-from condorhub.lab.scan.sample import bar_png, make_scan
-from condorhub.lab.tensorboard.sample import write_scalars
-from tests.support.browser import chromium_page, screenshot
+from devstack.samples.scan import bar_png, make_scan
+from devstack.samples.tensorboard import write_scalars
+from tests.support.browser import chromium_page, login_to_lab, screenshot
 from tests.support.hub import Hub, demo_site
 from tests.support.scratch import scratch_dir
 
@@ -53,12 +53,7 @@ def give_to_bob(path: Path) -> None:
 
 
 def login(page, hub) -> None:
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("input[name=username]", "bob")
-    page.fill("input[name=password]", "bob-pw")
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url(f"{hub.url}/user/bob/lab**", timeout=90_000)
-    page.wait_for_selector(".jp-Launcher, .jp-LauncherCard", timeout=90_000)
+    login_to_lab(page, hub.url, "bob")
 
 
 def context_menu(page, folder: str, item: str) -> None:

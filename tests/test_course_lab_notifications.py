@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.support.browser import chromium_page, screenshot
+from tests.support.browser import chromium_page, login_to_lab, screenshot
 from tests.support.courses import SilentGitDaemon
 from tests.support.hub import Hub, demo_site
 from tests.support.ports import free_port
@@ -56,12 +56,7 @@ def hub(slapd):
 def test_the_lab_opens_and_shows_course_pulls_as_notifications(hub, ldap_home_base):
     with chromium_page() as page:
         started = time.monotonic()
-        page.goto(f"{hub.url}/hub/login")
-        page.fill("input[name=username]", "alice")
-        page.fill("input[name=password]", "alice-pw")
-        page.click("input[type=submit], button[type=submit]")
-        page.wait_for_url(f"{hub.url}/user/alice/lab**", timeout=90_000)
-        page.wait_for_selector(".jp-Launcher, .jp-LauncherCard", timeout=90_000)
+        login_to_lab(page, hub.url, "alice")
         took = time.monotonic() - started
         page.get_by_text("Course mirrored: bringing ~/courses/mirrored up to date").first.wait_for(timeout=30_000)
         page.get_by_text("Course broken could not be updated: fatal: unable to connect").first.wait_for(timeout=30_000)

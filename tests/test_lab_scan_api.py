@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from condorhub.lab.scan.sample import make_large_scan, make_scan
+from devstack.samples.scan import make_large_scan, make_scan
 
 PATTERN = r"lr_(?P<lr>[^/]+)/layers_(?P<layers>\d+)/seed_(?P<seed>\d+)/roc\.png"
 

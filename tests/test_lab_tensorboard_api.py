@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from condorhub.lab.tensorboard.sample import write_scalars
+from devstack.samples.tensorboard import write_scalars
 from tests.support.tensorboard_probe import tcp_listen_ports, unix_get
 
 

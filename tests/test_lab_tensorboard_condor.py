@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_condor_e2e import hub, login, run_in_kernel, start_server, stop_server, wait_for  # noqa: F401
 
-from condorhub.lab.tensorboard.sample import write_scalars
+from devstack.samples.tensorboard import write_scalars
 from tests.support.tensorboard_probe import tcp_listen_ports
 
 pytestmark = [pytest.mark.condor, pytest.mark.e2e, pytest.mark.ldap]

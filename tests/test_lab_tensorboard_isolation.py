@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from condorhub.lab.tensorboard.sample import write_scalars
+from devstack.samples.tensorboard import write_scalars
 from tests.support.ports import free_port
 from tests.support.tensorboard_probe import tcp_get, tcp_listen_ports
 

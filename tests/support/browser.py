@@ -43,3 +43,13 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
     return path
+
+
+def login_to_lab(page, hub_url: str, user: str, password: str | None = None, timeout_ms: int = 90_000) -> None:
+    """Log in on the hub's page as a person does and wait for the Lab's launcher (the server started)."""
+    page.goto(f"{hub_url}/hub/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password or f"{user}-pw")
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url(f"{hub_url}/user/{user}/lab**", timeout=timeout_ms)
+    page.wait_for_selector(".jp-Launcher, .jp-LauncherCard", timeout=timeout_ms)

@@ -4,7 +4,7 @@
 parameters, so a grid of them visibly varies), a metrics.json and a log. The PNG writer is a few lines
 of zlib: no imaging library needed on a worker node.
 
-    python -m condorhub.lab.scan.sample DIR [--files N]
+    python -m devstack.samples.scan DIR [--files N]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Sample TensorBoard logs (scalars written with TensorBoard's own event writer: no TensorFlow needed),
 for the demo, the tests and the benchmark.
 
-    python -m condorhub.lab.tensorboard.sample LOGDIR
+    python -m devstack.samples.tensorboard LOGDIR
 """
 
 from __future__ import annotations
