@@ -75,11 +75,16 @@ def alices_jobs() -> list[dict]:
     return [dict(ad) for ad in schedd.query('Owner == "alice"', projection=["ClusterId", "ProcId", "JobStatus"])]
 
 
+@pytest.fixture(autouse=True)
+def no_job_outlives_its_test(condor_pool):
+    # A sleeper left running would hold a slot the next test needs.
+    yield
+    htcondor2.Schedd().act(htcondor2.JobAction.Remove, 'Owner == "alice" && CondorhubJob =?= true')
+
+
 @pytest.fixture
 def alice(jobs_lab):
-    yield jobs_lab("alice")
-    # No job of a test outlives it (a sleeper would hold a slot the next test needs).
-    htcondor2.Schedd().act(htcondor2.JobAction.Remove, 'Owner == "alice" && CondorhubJob =?= true')
+    return jobs_lab("alice")
 
 
 def test_a_script_shows_its_output_while_it_runs_and_ends_with_its_exit_code(alice):
@@ -130,7 +135,7 @@ def test_remove_hold_and_release(alice):
     held = alice.jobs_api("POST", f"jobs/{other['id']}/hold")
     assert held.code == 200, held
     assert held.json["job"]["state"] == "held", held.json
-    assert held.json["job"]["hold_reason"] == "Held by alice from the Lab's Jobs panel", held.json
+    assert held.json["job"]["hold_reason"] == "Held from the Lab's Jobs panel (by user alice)", held.json
     released = alice.jobs_api("POST", f"jobs/{other['id']}/release")
     assert released.code == 200 and released.json["job"]["state"] in ("queued", "running"), released
 
@@ -251,6 +256,20 @@ def test_crafted_requests_are_refused_and_nothing_is_submitted(alice, ldap_home_
     assert preview.code == 200 and "$(DOLLAR)ENV(HOME)" in preview.json["description"], preview
     assert alices_jobs() == before, "a refused request submitted something"
     assert folders(alice.home) == made, "a refused request left a folder behind"
+
+
+def test_the_pool_refuses_what_the_role_does_not_allow_and_the_api_says_why(jobs_lab):
+    # A server offered more than alice's role allows (a hub misconfiguration, or a crafted environment): the
+    # pool's own limit (issue 12 part 2) still holds, and its reason reaches the Lab as it is.
+    gpu2 = {**STUDENT_PROFILES[1], "slug": "gpu2", "display_name": "2 GPUs", "gpus": 2}
+    lab = jobs_lab("alice", profiles=[*STUDENT_PROFILES, gpu2])
+    lab.write("ok.py", "print('hi')\n")
+    before, made = alices_jobs(), folders(lab.home)
+    reply = lab.jobs_api("POST", "jobs", json_body={"path": "ok.py", "profile": "gpu2", "folder": "jobs/two-gpus"})
+    assert reply.code == 400, reply
+    assert reply.message.startswith("The pool refused: ") and "at most 1 GPU(s) per job; this job asks for 2" in reply.message
+    assert alices_jobs() == before and folders(lab.home) == made
+    assert lab.jobs_api("POST", "jobs", json_body={"path": "ok.py", "profile": "gpu1"}).code == 200
 
 
 def test_an_unreachable_schedd_is_a_503_with_a_message(jobs_lab, ldap_home_base):

@@ -33,10 +33,9 @@ _UNREACHABLE_HINTS = (
     "timed out",
     "timeout",
     "no route",
-    "refused",
     "authenticat",
     "communicat",
-    "unable to find",
+    "find address",
 )
 
 
@@ -167,8 +166,9 @@ class JobQueue:
             "hold": htcondor2.JobAction.Hold,
             "release": htcondor2.JobAction.Release,
         }[action]
-        # A (text, code) pair: the bindings drop a plain string reason (htcondor2 25's act()).
-        reason = (f"{_past(action).capitalize()} by {self.owner} from the Lab's Jobs panel", None)
+        # A (text, code) pair: the bindings drop a plain string reason (htcondor2 25's act()). The schedd
+        # adds "(by user <owner>)".
+        reason = (f"{_past(action).capitalize()} from the Lab's Jobs panel", None)
         result = self._call(lambda s: s.act(kind, [f"{cluster}.{proc}"], reason=reason), refusal=True)
         counts = {k: int(result.get(k) or 0) for k in ("TotalSuccess", "TotalPermissionDenied", "TotalBadStatus")}
         if counts["TotalSuccess"] < 1:
