@@ -34,6 +34,9 @@ def test_alice_logs_in_with_her_ldap_password_and_gets_jupyterlab(hub):
         page.wait_for_url(f"{hub.url}/user/alice/lab**", timeout=90_000)
         page.wait_for_selector("#jp-main-dock-panel, .jp-LabShell", timeout=90_000)
         page.wait_for_selector(".jp-Launcher, .jp-LauncherCard", timeout=60_000)
+        # No prompt about Jupyter's news feed or JupyterLab updates in front of a class (settings overrides).
+        page.wait_for_timeout(3000)
+        assert page.get_by_text("official Jupyter news").count() == 0
         screenshot(page, "alice-lab")
         assert "JupyterLab" in page.title()
 
