@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -215,6 +216,12 @@ def test_alice_logs_in_over_https_and_gets_a_gpu_server_on_the_pool(deployment):
     # The server is an HTCondor job of alice's on the pool the playbook configured, with one GPU.
     jobs = in_root(root, "condor_q", "-allusers", "-af", "Owner", "JobStatus", "RequestGpus", "AssignedGPUs").stdout
     assert re.search(r"^alice 2 1 \S+", jobs, re.M), f"no running 1-GPU job of alice's:\n{jobs}"
+    # Her login put her role's lines into the pool's user map (the deployed hub, condor_reconfig as local root),
+    # and her server's job went through the schedd's rules: charged to her role's group.
+    user_map = root / "etc/condorhub/pool-users.map"
+    assert "roles alice student\n" in user_map.read_text() and "* alice group_students\n" in user_map.read_text()
+    assert stat.S_IMODE(user_map.stat().st_mode) == 0o640 and user_map.stat().st_uid == 0
+    assert "alice group_students" in in_root(root, "condor_q", "-allusers", "-af", "Owner", "AcctGroup").stdout
     # ... and runs as her uid, on the execute node (inside the root the playbook deployed).
     procs = {pid: cmdline(pid) for pid in deployment["target"].processes() if process_uid(pid) == alice.uid_number}
     assert any("jupyter" in cmd for cmd in procs.values()), f"no Jupyter server running as alice: {procs}"
