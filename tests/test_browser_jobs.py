@@ -9,6 +9,7 @@ node sees at the same path, so the jobs write where the Lab reads; each test wor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import pytest
 from devstack.directory import DEMO_USERS
 from tests.support.browser import chromium_page, screenshot
 from tests.support.jobs_lab import STUDENT_PROFILES, JobsLab
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.condor, pytest.mark.e2e, pytest.mark.ldap]
 
@@ -71,10 +73,10 @@ class Lab:
         return self.server.log()
 
 
-@pytest.fixture
-def lab(jobs_lab, ldap_home_base):
-    """alice's server, with a Lab configuration of its own (a fresh layout; no news prompt over the
-    screenshots), and this test's folder."""
+@contextlib.contextmanager
+def alice_lab(jobs_lab, ldap_home_base, env: dict[str, str] | None = None, client: bool = True):
+    """alice's server (``env`` added to what the hub gives it), with a Lab configuration of its own (a fresh
+    layout; no news prompt over the screenshots), and a folder for the test."""
     home = Path(ldap_home_base) / "alice"
     tag = secrets.token_hex(3)
     config = home / f".jobs-ui-config-{tag}"
@@ -86,10 +88,17 @@ def lab(jobs_lab, ldap_home_base):
     for path in (folder, config, *config.rglob("*")):
         os.lchown(path, ALICE.uid_number, ALICE.gid_number)
     try:
-        yield Lab(jobs_lab("alice", env={"JUPYTER_CONFIG_DIR": str(config)}), folder.name)
+        server = jobs_lab("alice", env={"JUPYTER_CONFIG_DIR": str(config), **(env or {})}, client=client)
+        yield Lab(server, folder.name)
     finally:
         shutil.rmtree(config, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def lab(jobs_lab, ldap_home_base):
+    with alice_lab(jobs_lab, ldap_home_base) as lab:
+        yield lab
 
 
 # --- driving the Lab ---------------------------------------------------------------------------------------
@@ -279,7 +288,7 @@ def test_a_two_by_two_scan_shows_four_points_and_opens_in_the_scan_browser(lab):
         except Exception:
             screenshot(page, "jobs-scan-point-failed")
             raise
-        screenshot(page, "jobs-scan-point-output")
+        screenshot(page, "jobs-scan-point-output")  # docs/img/jobs-panel.png is one of these
 
         # The scan browser on the scan's folder, with the scan's pattern filled in.
         expected = lab.api("GET", f"scans/{cluster}").json
@@ -332,3 +341,32 @@ def test_bad_input_shows_the_servers_message_in_the_dialog_and_submits_nothing(l
         assert re.search(r"as job \d+\.\d+", said)
     after = {j["id"] for j in lab.api("GET", "jobs").json["jobs"]}
     assert len(after - before) == 1, after - before  # the refused requests submitted nothing
+
+
+def test_an_unreachable_queue_is_said_in_the_panel_and_the_dialog_keeps_the_input(jobs_lab, ldap_home_base):
+    home = Path(ldap_home_base) / "alice"
+    nowhere = home / f".jobs-ui-nowhere-{secrets.token_hex(3)}.conf"  # a pool whose collector refuses
+    nowhere.write_text(f"COLLECTOR_HOST = 127.0.0.1:{free_port()}\nSEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS\n")
+    os.chown(nowhere, ALICE.uid_number, ALICE.gid_number)
+    try:
+        with alice_lab(jobs_lab, ldap_home_base, env={"CONDOR_CONFIG": str(nowhere)}, client=False) as lab, \
+                chromium_page() as page:
+            lab.write("train.py", "print('hi')\n")
+            listing = lab.api("GET", "jobs").json
+            assert listing["schedd"] == "unreachable" and listing["message"], listing
+            open_lab(page, lab)
+            show_panel(page)
+            status = page.locator(f"{PANEL} .jp-condorhub-jobs-status")
+            page.wait_for_function("([el, m]) => el.textContent.includes(m)",
+                                   arg=[status.element_handle(), listing["message"]], timeout=60_000)
+            assert "jp-condorhub-error" in status.get_attribute("class")
+            # The dialog still offers her profiles; Submit gets the server's 503 sentence and keeps her input.
+            context_menu(page, "train.py", "Submit as HTCondor job…")
+            page.fill(f"{DIALOG} .jp-condorhub-submit-arguments", "--epochs 3")
+            page.click(f"{DIALOG} .jp-Dialog-footer .jp-mod-accept")
+            message = dialog_error(page)
+            assert message.startswith("The HTCondor queue cannot be reached: ") and message.endswith("try again"), message
+            assert page.input_value(f"{DIALOG} .jp-condorhub-submit-arguments") == "--epochs 3"
+            screenshot(page, "jobs-unreachable")
+    finally:
+        nowhere.unlink(missing_ok=True)

@@ -32,6 +32,8 @@ class StreamView {
     private file: string | null
   ) {
     this.node.dataset.stream = stream;
+    // An empty stream takes little room, so the other one gets the tab (most jobs write only one).
+    this.node.classList.add('jp-condorhub-output-empty');
     this.setLabel('');
     this.node.append(this.label, this.pre);
   }
@@ -58,6 +60,7 @@ class StreamView {
       this.cut = true;
     }
     this.pre.textContent = text;
+    this.node.classList.remove('jp-condorhub-output-empty');
     this.node.classList.toggle('jp-condorhub-output-cut', this.cut);
     if (atEnd) {
       this.pre.scrollTop = this.pre.scrollHeight;
@@ -135,7 +138,13 @@ export class JobOutput extends Widget {
             break;
           }
         }
-        view.setLabel(view.done ? 'complete' : 'growing');
+        view.setLabel(
+          view.done
+            ? view.text
+              ? 'complete'
+              : 'empty'
+            : 'live, follows the job'
+        );
       }
       this.message.textContent = '';
       this.message.classList.remove('jp-condorhub-error');

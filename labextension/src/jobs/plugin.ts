@@ -127,7 +127,7 @@ export const jobsPlugin: JupyterFrontEndPlugin<void> = {
       }
       const { outputTab } = await import('./output');
       const tab = outputTab(job, openFolder);
-      app.shell.add(tab, 'main', { mode: 'split-right' });
+      app.shell.add(tab, 'main');
       void outputs.add(tab);
       app.shell.activateById(tab.id);
     };
