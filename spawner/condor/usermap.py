@@ -287,13 +287,14 @@ class LoginHook:
         name = authentication.get("name", "")
         roles = (authentication.get("auth_state") or {}).get("roles") or []
         limits = limits_for(roles, self.profiles, self.accounting_groups, self.max_jobs, self.default_max_jobs)
+        logger = getattr(authenticator, "log", None) or log  # the hub's log, where ops look
         try:
             changed = await asyncio.to_thread(self.writer.update, name, limits)
         except (UserMapError, OSError, ValueError) as exc:
-            log.error("pool user map: %s not updated for roles %s: %s", name, list(roles), exc)
+            logger.error("pool user map: %s not updated for roles %s: %s", name, list(roles), exc)
         else:
             if changed:
-                log.info("pool user map: %s now %s", name, limits)
+                logger.info("pool user map: %s now %s", name, limits)
         return authentication
 
 
