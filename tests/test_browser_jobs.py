@@ -231,6 +231,14 @@ def test_a_script_submitted_from_the_file_browser_shows_live_output_and_its_exit
         assert stdout.split() == [w for i in range(1, 9) for w in ("line", str(i))]
         assert "exit code 3" in page.locator(f"{output} .jp-condorhub-output-detail").inner_text()
         screenshot(page, "jobs-output-done")
+        # Resubmit: the same script again, a new job in the panel.
+        entry.locator(".jp-condorhub-job-resubmit").click()
+        status = page.locator(f"{PANEL} .jp-condorhub-jobs-status")
+        page.wait_for_function("el => /resubmitted as job/.test(el.textContent)", arg=status.element_handle(),
+                               timeout=30_000)
+        again = re.search(r"resubmitted as job (\d+\.\d+)", status.inner_text()).group(1)
+        job_entry(page, again).wait_for(timeout=30_000)
+        assert job_entry(page, again).locator(".jp-condorhub-job-name").inner_text() == "slow"
 
         # A second job, from the editor's toolbar, cancelled from the panel.
         page.click(".jp-SideBar .lm-TabBar-tab[data-id='filebrowser']")
@@ -242,6 +250,14 @@ def test_a_script_submitted_from_the_file_browser_shows_live_output_and_its_exit
         sleeper = re.search(r"as job (\d+\.\d+)", said).group(1)
         wait_state(page, f"{PANEL} .jp-condorhub-job[data-id='{sleeper}']", {"queued", "running"}, 60, lab)
         screenshot(page, "jobs-panel")
+        # Hold: the state and HTCondor's reason in words; Release: back in the queue.
+        job_entry(page, sleeper).locator(".jp-condorhub-job-hold").click()
+        wait_state(page, f"{PANEL} .jp-condorhub-job[data-id='{sleeper}']", {"held"}, 60, lab)
+        reason = next(j for j in lab.api("GET", "jobs").json["jobs"] if j["id"] == sleeper)["hold_reason"]
+        assert reason and reason.rstrip(".") in job_entry(page, sleeper).locator(".jp-condorhub-job-detail").inner_text()
+        screenshot(page, "jobs-held")
+        job_entry(page, sleeper).locator(".jp-condorhub-job-release").click()
+        wait_state(page, f"{PANEL} .jp-condorhub-job[data-id='{sleeper}']", {"queued", "running"}, 60, lab)
         job_entry(page, sleeper).locator(".jp-condorhub-job-remove").click()
         page.click(".jp-Dialog .jp-mod-accept:has-text('Cancel job')")
         # It turns "removed" in the panel (from the queue's history) or leaves the list.

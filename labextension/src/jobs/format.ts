@@ -25,7 +25,8 @@ export function stateWord(job: IJob): string {
 export function stateDetail(job: IJob): string | null {
   switch (job.state) {
     case 'held':
-      return `Held: ${job.hold_reason || 'no reason given'}. Release it once the cause is fixed, or cancel it.`;
+      // HTCondor's own reason (a policy, a missing file, a user's hold), then what the user can do.
+      return `${(job.hold_reason || 'No reason given').replace(/\.+$/, '')}. Release it to run again (once the cause is fixed), or cancel it.`;
     case 'done':
       return job.exit_code === null
         ? 'Finished.'

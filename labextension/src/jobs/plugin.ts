@@ -148,9 +148,11 @@ export const jobsPlugin: JupyterFrontEndPlugin<void> = {
       }
       try {
         const result = await actOnJob(job.id, action);
-        const which =
-          action === 'resubmit' ? `${job.id} as ${result.job.id}` : job.id;
-        panel.tell(`Job ${which} ${ACTION_DONE[action]}.`);
+        panel.tell(
+          action === 'resubmit'
+            ? `Job ${job.id} resubmitted as job ${result.job.id}.`
+            : `Job ${job.id} ${ACTION_DONE[action]}.`
+        );
       } catch (error) {
         panel.tell(
           `Job ${job.id} not ${ACTION_DONE[action]}: ${(error as Error).message}`,

@@ -48,18 +48,31 @@ function scanWord(words: string[]): string {
   return words.every(w => w === 'removed') ? 'removed' : 'done';
 }
 
-function grid(points: IJob[], actions: IEntryActions): HTMLTableElement {
+/** Rows beyond this are left out of the panel's grid (the counts still cover every point). */
+const MAX_ROWS = 20;
+
+function grid(points: IJob[], actions: IEntryActions): HTMLElement {
   const names = Object.keys(points[0].scan?.params ?? {});
   const colName = names[names.length - 1];
   const rowNames = names.slice(0, -1);
   const cols = colName === undefined ? [''] : valuesOf(points, colName);
   const rowKey = (p: IJob) =>
     rowNames.map(n => `${n}=${p.scan?.params[n]}`).join(', ');
+  const cellKey = (row: string, col: string) => `${row}\n${col}`;
+  const cells = new Map<string, IJob>();
   const rows: string[] = [];
   for (const p of points) {
-    if (!rows.includes(rowKey(p))) {
-      rows.push(rowKey(p));
+    const row = rowKey(p);
+    if (!rows.includes(row)) {
+      rows.push(row);
     }
+    cells.set(
+      cellKey(
+        row,
+        colName === undefined ? '' : (p.scan?.params[colName] ?? '')
+      ),
+      p
+    );
   }
   const table = el('table', 'jp-condorhub-scan-grid');
   const head = el('tr');
@@ -72,15 +85,11 @@ function grid(points: IJob[], actions: IEntryActions): HTMLTableElement {
   );
   cols.forEach(c => head.appendChild(el('th', 'jp-condorhub-scan-colhead', c)));
   table.appendChild(head);
-  for (const r of rows) {
+  for (const r of rows.slice(0, MAX_ROWS)) {
     const tr = el('tr');
     tr.appendChild(el('th', 'jp-condorhub-scan-rowhead', r));
     for (const c of cols) {
-      const point = points.find(
-        p =>
-          rowKey(p) === r &&
-          (colName === undefined || p.scan?.params[colName] === c)
-      );
+      const point = cells.get(cellKey(r, c));
       const td = el('td', 'jp-condorhub-scan-point');
       if (point) {
         const word = stateWord(point);
@@ -99,7 +108,18 @@ function grid(points: IJob[], actions: IEntryActions): HTMLTableElement {
     }
     table.appendChild(tr);
   }
-  return table;
+  const box = el('div', 'jp-condorhub-scan-gridbox');
+  box.appendChild(table);
+  if (rows.length > MAX_ROWS) {
+    box.appendChild(
+      el(
+        'div',
+        'jp-condorhub-scan-more',
+        `${rows.length - MAX_ROWS} more rows; the scan browser shows them all.`
+      )
+    );
+  }
+  return box;
 }
 
 export function renderScan(
