@@ -177,6 +177,20 @@ def test_jobs_per_user_beyond_the_limit_are_refused_naming_it(condor_pool, user_
     assert value.stdout.strip() == "1000"
 
 
+def test_a_late_materializing_cluster_is_refused(condor_pool, user_condor_client,
+                                                  clusters, restore_map):
+    """With max_materialize or max_idle the schedd would make a cluster's jobs later, a few at a time, past the
+    check at submission: such a cluster is refused."""
+    restore_map.append("alice")
+    user_map_writer(condor_pool).update("alice", demo_limits(["student"], {"student": 3}))
+    alice = user_condor_client("alice")
+    before = len(htcondor2.Schedd().query('Owner == "alice"', projection=["ClusterId"]))
+    for late in ("max_materialize = 2", "max_idle = 2"):
+        reason = _refusal(_submit(alice, condor_pool, HELD + late + "\nqueue 10\n"))
+        assert "late materialization (max_materialize, max_idle) is not open to pool users" in reason, (late, reason)
+    assert len(htcondor2.Schedd().query('Owner == "alice"', projection=["ClusterId"])) == before
+
+
 def test_a_user_who_never_logged_in_is_refused_saying_so(condor_pool, user_condor_client):
     dave = user_condor_client("dave")  # a valid token, but the hub never saw dave log in
     reason = _refusal(_submit(dave, condor_pool, HELD))
