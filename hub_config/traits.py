@@ -149,6 +149,13 @@ def apply_htcondor(c, site: SiteConfig) -> None:
     credentials.hub_condor_config = str(condor.condor_config or "")
     credentials.login_node_lifetime = condor.user_tokens.login_node_lifetime
 
+    # Jobs a user submits from a login-node Lab run on the execute nodes: with their environment's Python,
+    # not the hub machine's (a batch server's own is that environment already, see HTCondorSpawner.user_env).
+    c.LoginNodeSpawner.environment = {
+        **c.LoginNodeSpawner.environment,
+        "CONDORHUB_JOB_PYTHON": str(condor.server_venv / "bin" / "python"),
+    }
+
     spawner = c.HTCondorSpawner
     queue_timeout = condor.queue_timeout
     server_start_timeout = condor.server_start_timeout

@@ -159,6 +159,8 @@ def test_htcondor_section_becomes_queue_and_spawner_traits(tmp_path):
     assert spawner.start_timeout > 7200 + 180
     assert spawner.http_timeout == 180
     assert spawner.accounting_groups == {"student": "group_students"}
+    # Jobs from a login-node Lab run with the execute nodes' environment, not the hub machine's.
+    assert c.LoginNodeSpawner.environment["CONDORHUB_JOB_PYTHON"] == "/opt/condorhub/worker-venv/bin/python"
     # The profiles reach the spawner as the schema's objects.
     assert isinstance(c.ProfileSpawner.profiles[1], CondorProfile) and c.ProfileSpawner.profiles[1].gpus == 1
 

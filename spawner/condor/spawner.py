@@ -208,6 +208,8 @@ class HTCondorSpawner(BatchSpawnerBase):
             env["SHELL"] = identity.shell
         env["PATH"] = f"{self.server_venv}/bin:/usr/local/bin:/usr/bin:/bin"
         env["VIRTUAL_ENV"] = self.server_venv
+        # The Python of the jobs the user submits from this Lab (the Jobs panel): the same environment.
+        env["CONDORHUB_JOB_PYTHON"] = f"{self.server_venv}/bin/python"
         return env
 
     def get_env(self) -> dict:
