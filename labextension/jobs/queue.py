@@ -20,6 +20,8 @@ from concurrent.futures import Executor
 from functools import partial
 from typing import Any, TypeVar
 
+from condorhub.spawner.condor.client import locate_schedd
+
 from .describe import Description
 from .model import ATTRIBUTES
 
@@ -98,7 +100,8 @@ class JobQueue:
         with self._lock:
             if self._schedd is None or time.monotonic() - self._located > self.LOCATE_TTL:
                 try:
-                    self._schedd = htcondor2.Schedd()
+                    # By the configuration's SCHEDD_HOST (a GPU node has no schedd of its own), else the local one.
+                    self._schedd = htcondor2.Schedd(locate_schedd())
                 except Exception as err:  # HTCondorException, or the collector's ad lacking an address
                     self._schedd = None
                     raise QueueUnreachable(_reason(err)) from None

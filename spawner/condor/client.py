@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,27 @@ def configure_htcondor(
         _configured = key
 
 
+def locate_schedd(name: str | None = None, collector: str | None = None, attempts: int = 3, pause: float = 1.0):
+    """The schedd's location ad: by ``name`` (else the configuration's SCHEDD_HOST, else the local one).
+
+    Blocking (a collector query; call it off the event loop). Retried briefly: right after a schedd
+    reconfigures (the hub does so when a user's lines in the pool's user map change) its ad can be missing
+    from the collector for a moment, which is no reason to fail a spawn or a user's submit.
+    """
+    import htcondor2
+
+    name = name or htcondor2.param.get("SCHEDD_HOST") or None
+    for attempt in range(1, attempts + 1):
+        try:
+            pool = htcondor2.Collector(collector) if collector else htcondor2.Collector()
+            return pool.locate(htcondor2.DaemonType.Schedd, name)
+        except Exception:
+            if attempt == attempts:
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
 def _plain(ad: Mapping) -> dict[str, Any]:
     """A ClassAd as a dict of plain Python values (expressions that cannot be evaluated become None)."""
     out: dict[str, Any] = {}
@@ -168,7 +190,7 @@ class CondorClient:
         with self._lock:
             if self._schedd is None:
                 try:
-                    location = self._collector().locate(htcondor2.DaemonType.Schedd, self.schedd_name)
+                    location = locate_schedd(self.schedd_name, self.collector_address)
                 except Exception as err:
                     which = f"schedd {self.schedd_name!r}" if self.schedd_name else "a schedd"
                     raise CondorClientError(

@@ -1,19 +1,8 @@
 /** Small DOM helpers for the jobs widgets. */
 
-export function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (cls) {
-    node.className = cls;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
+import { el } from '../dom';
+
+export { el };
 
 /** A Lab-styled button; `action` runs on click (its rejection is the caller's to report). */
 export function button(

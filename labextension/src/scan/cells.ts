@@ -3,27 +3,13 @@
  */
 import { fileURL, readText } from '../api';
 import { IScanFile } from './model';
+import { el } from '../dom';
 
 /** Text previews are read through the contents API; cap what one cell pulls. */
 const TEXT_LIMIT = 20000;
 const TABLE_ROWS = 12;
 /** Files shown in frames come from here: the server's /files/ may not be framed behind JupyterHub. */
 const FRAME_ROUTE = 'condorhub/scan/file';
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (cls) {
-    node.className = cls;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 function csvTable(text: string, separator: string): HTMLElement {
   const table = el('table', 'jp-condorhub-csv');

@@ -17,24 +17,10 @@ import {
   mergePlacement,
   swapPlacement
 } from './model';
+import { el } from '../dom';
 
 /** More cells than this and the browser slows to a crawl: show the first ones and say so. */
 const MAX_CELLS = 400;
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (cls) {
-    node.className = cls;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 const show = (v: string | null) => (v === null ? '(none)' : v);
 
