@@ -230,7 +230,7 @@ async def publish_folder(
             )
         except TimeoutError:
             raise PublishError(
-                f"publishing took longer than {settings.timeout} (course_publishing.timeout) and was stopped; "
+                f"publishing took longer than {settings.timeout:g}s (course_publishing.timeout) and was stopped; "
                 "nothing was published. Publish a smaller folder."
             ) from None
     read = _last_json(reader_err)
