@@ -12,9 +12,11 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from devstack.directory import DEMO_USERS
 from devstack.samples.scan import bar_png, make_scan
@@ -305,6 +307,19 @@ def test_pdf_cells_are_sandboxed_and_no_frame_url_carries_the_xsrf_token(hub, bo
         (leaf / "d_plot.png").write_bytes(bar_png(0.5, 1))
         (leaf / "e_plain.pdf").write_bytes(pdf_with_javascript(f"plain {run}", None))
     give_to_bob(bob_home / folder)
+    # Chromium itself went away once in a loaded CI run (the page closed while the PDFs' scripts ran, nothing
+    # of the Lab involved, not seen in 3 runs alone): a fresh browser once; a second loss fails the test.
+    for attempt in (1, 2):
+        try:
+            _check_pdf_cells(hub, folder)
+            return
+        except PlaywrightError as err:
+            if attempt == 2 or "has been closed" not in str(err):
+                raise
+            warnings.warn(f"Chromium closed during the PDF check ({err}); once more in a fresh browser")
+
+
+def _check_pdf_cells(hub, folder: str) -> None:
     requested: list[str] = []
     frame_responses: list = []  # of the frame route
     with chromium_page() as page:
