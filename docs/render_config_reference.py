@@ -31,6 +31,7 @@ CONFIGURABLES = [
     ("condorhub.spawner.loginnode", "LoginNodeSpawner"),
     ("condorhub.spawner.condor.spawner", "HTCondorSpawner"),
     ("condorhub.spawner.condor.queue", "HTCondorQueue"),
+    ("condorhub.spawner.condor.pool_status", "PoolStatus"),
     ("condorhub.spawner.condor.credentials", "UserCredentials"),
     ("condorhub.lab.app", "CondorhubLab"),
 ]

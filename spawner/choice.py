@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from tornado import web
 
@@ -118,22 +119,69 @@ def options_from_form(formdata: Mapping[str, list[str]]) -> dict:
     return options
 
 
-def render_form(profiles: Sequence[AnyProfile]) -> str:
-    """The spawn form: one radio button per allowed profile, the first pre-selected."""
+def format_duration(seconds: float) -> str:
+    """``28800`` → ``"8 h"``, ``5400`` → ``"1 h 30 min"``, ``129600`` → ``"1 d 12 h"``: as people write a limit."""
+    rest = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if rest >= size:
+            parts.append(f"{rest // size} {unit}")
+            rest %= size
+    if rest or not parts:
+        parts.append(f"{rest} s")
+    return " ".join(parts)
+
+
+def profile_summary(profile: AnyProfile) -> str:
+    """What a profile gives, in one line: CPUs, memory, GPUs and, for a batch server, its runtime limit."""
+    summary = f"{float(profile.cpus):g} CPU, {format_memory(profile.memory)} memory"
+    if isinstance(profile, CondorProfile):
+        if profile.gpus:
+            summary += f", {profile.gpus} GPU"
+        summary += f", runs at most {format_duration(profile.runtime)}"
+    return summary
+
+
+#: What the form says of a batch profile when the pool did not answer in time (the form still works).
+POOL_UNKNOWN = "Pool status unknown (the pool did not answer in time); you can still start this server."
+
+
+@dataclass(frozen=True)
+class ProfileLoad:
+    """How busy the pool is for one profile, as the form shows it (see condorhub.spawner.condor.pool_status)."""
+
+    message: str
+    would_wait: bool = False
+
+
+def render_form(profiles: Sequence[AnyProfile], load: Mapping[str, ProfileLoad | None] | None = None) -> str:
+    """The spawn form: one radio button per allowed profile, the first pre-selected.
+
+    ``load`` maps a batch profile's slug to how busy the pool is for it now (None: the pool did not
+    answer); profiles without an entry (login node) show none.
+    """
+    load = load or {}
     rows = []
     for index, profile in enumerate(profiles):
         slug = html.escape(profile.slug)
         checked = " checked" if index == 0 else ""
-        summary = f"{float(profile.cpus):g} CPU, {format_memory(profile.memory)} memory"
-        if isinstance(profile, CondorProfile) and profile.gpus:
-            summary += f", {profile.gpus} GPU"
+        busy = ""
+        if profile.slug in load:
+            entry = load[profile.slug]
+            if entry is None:
+                css, text = "condorhub-pool-unknown text-muted", POOL_UNKNOWN
+            elif entry.would_wait:
+                css, text = "condorhub-would-wait text-warning", entry.message
+            else:
+                css, text = "condorhub-free text-success", entry.message
+            busy = f'<br><small class="condorhub-busy {css}" data-profile="{slug}">{html.escape(text)}</small>'
         rows.append(
             f"""
   <label class="condorhub-profile" for="profile-{slug}" style="display:block;margin:0.5em 0">
     <input type="radio" name="profile" id="profile-{slug}" value="{slug}"{checked}>
     <strong>{html.escape(profile.display_name)}</strong>
-    <span class="text-muted">({html.escape(summary)})</span><br>
-    <small>{html.escape(profile.description)}</small>
+    <span class="text-muted">({html.escape(profile_summary(profile))})</span><br>
+    <small>{html.escape(profile.description)}</small>{busy}
   </label>"""
         )
     return '<fieldset class="condorhub-profiles"><legend>Resource profile</legend>' + "".join(rows) + "\n</fieldset>"

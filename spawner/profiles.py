@@ -22,6 +22,7 @@ from condorhub.schema import CondorProfile, LoginNodeProfile, Profile
 from .choice import (
     JOB_PROFILES_ENV,
     ProfileChoiceError,
+    ProfileLoad,
     allowed_profiles,
     choose_profile,
     job_profiles,
@@ -143,9 +144,36 @@ class ProfileSpawner(Spawner):
             # One choice is no choice: skip the form and start it directly.
             if len(mine) <= 1:
                 return ""
-            return render_notice(spawner.last_stop_reason) + render_form(mine)
+            return render_notice(spawner.last_stop_reason) + render_form(mine, await spawner._pool_load(mine))
 
         return form
+
+    async def _pool_load(self, mine: list[LoginNodeProfile | CondorProfile]) -> dict[str, ProfileLoad | None]:
+        """How busy the pool is for each batch profile in ``mine`` (None each: the pool did not answer).
+
+        Only a form with batch profiles asks the pool (so a hub without one never imports the bindings'
+        client), and through the cached :class:`~condorhub.spawner.condor.pool_status.PoolStatus`: one
+        pair of queries per few seconds however many people open the form.
+        """
+        batch = [p for p in mine if isinstance(p, CondorProfile)]
+        if not batch:
+            return {}
+        from .condor.jobs import Request
+        from .condor.pool_status import PoolStatus, busyness
+
+        try:
+            snapshot = await PoolStatus.instance(config=self.config).snapshot()
+        except Exception:  # the form must work whatever the pool does
+            self.log.exception("Pool status for the spawn form failed")
+            snapshot = None
+        load: dict[str, ProfileLoad | None] = {}
+        for profile in batch:
+            if snapshot is None:
+                load[profile.slug] = None
+            else:
+                busy = busyness(Request.from_profile(profile), snapshot)
+                load[profile.slug] = ProfileLoad(busy.message, busy.would_wait)
+        return load
 
     async def options_from_form(self, formdata):
         # Checked here already so a crafted form is answered on the form itself, before any spawn

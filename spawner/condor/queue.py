@@ -254,6 +254,13 @@ class HTCondorQueue(SingletonConfigurable):
             return asyncio.get_running_loop().run_in_executor(self._threads[lane], call)
         return asyncio.ensure_future(self._lane(lane).call(method, *args, timeout=timeout))
 
+    async def status_call(self, method: str, *args, timeout: float):
+        """A client call for the spawn form's pool status (:mod:`.pool_status`), in a lane of its own: a slow
+        collector or a class opening the form never delays the queries that running servers depend on."""
+        if self._client is not None and "status" not in self._threads:
+            self._threads["status"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="condorhub-status")
+        return await asyncio.wait_for(self._start_call("status", method, *args, timeout=timeout), timeout + 1)
+
     async def _call(self, lane: str, method: str, *args):
         """A client call in ``lane`` with the query timeout (submissions, removals, history)."""
         future = self._start_call(lane, method, *args, timeout=self.query_timeout)
@@ -265,8 +272,8 @@ class HTCondorQueue(SingletonConfigurable):
             self._task = asyncio.ensure_future(self._run())
             if self._client is None:
                 # Start the worker processes now (importing the bindings takes a moment), not at the
-                # first spawn.
-                for lane in ("query", "action"):
+                # first spawn (nor at the first spawn form: `status`, see .pool_status).
+                for lane in ("query", "action", "status"):
                     self._start_call(lane, "ping", timeout=60).add_done_callback(_ignore_result)
 
     async def close(self) -> None:

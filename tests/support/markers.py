@@ -21,6 +21,7 @@ UNIT_TEST_FILES = frozenset(
         "test_known_browsers.py",
         "test_lab_jobs_units.py",
         "test_profile_choice.py",
+        "test_pool_status.py",
         "test_site_config.py",
         "test_throttle.py",
         "test_unit_marker.py",
