@@ -314,3 +314,69 @@ def test_collecting_again_replaces_the_copy_and_keeps_carols_feedback(hub, homes
         "feedback/notes.md": "alice: good, 9/10\n",
     }
     assert not list(collected.glob(".*"))  # no earlier copy or half-written one next to it
+
+
+# --- from the UI: carol's course page, alice's home page (Chromium) --------------------------------------
+
+HOSTILE_NAME = "<img src=x onerror=\"document.title='pwned'\">"
+
+
+def browser_login(page, hub: Hub, name: str, next_path: str) -> None:
+    page.goto(f"{hub.url}/hub/login?next={next_path}")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", f"{name}-pw")
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url(f"{hub.url}{next_path}**", timeout=30_000)
+
+
+@pytest.mark.browser
+def test_carol_collects_and_returns_from_the_course_page_and_alice_fetches_from_her_home(hub, homes, people):
+    from tests.support.browser import chromium_page, screenshot
+
+    write_as(homes / "alice" / "exercise-ui" / "answer.ipynb", "{}\n", UIDS["alice"])
+    # A student's file name is shown on carol's page: as text, never as HTML.
+    link_as(homes / "alice" / "exercise-ui" / HOSTILE_NAME, "/etc/passwd", UIDS["alice"])
+    with chromium_page() as page:
+        browser_login(page, hub, "carol", "/hub/courses/dl-intro")
+        page.wait_for_selector("#condorhub-assignments")
+        page.fill("#condorhub-collect-folder", "exercise-ui")
+        page.click("#condorhub-collect")
+        page.wait_for_selector("#condorhub-collect-students tr[data-user=frank]", timeout=60_000)
+        rows = {
+            r.get_attribute("data-user"): r.inner_text()
+            for r in page.query_selector_all("#condorhub-collect-students tr.condorhub-collected-student")
+        }
+        assert rows["alice"].startswith("alice\tcollected\t1\t3 B"), rows
+        assert rows["frank"].startswith("frank\tno such folder"), rows
+        assert f"left out: {HOSTILE_NAME} (link)" in rows["alice"], rows
+        assert page.title() != "pwned" and not page.query_selector("#condorhub-assignments img")
+        page.wait_for_selector("tr.condorhub-assignment[data-folder=exercise-ui]")
+        page.locator("#condorhub-assignments h2").scroll_into_view_if_needed()
+        screenshot(page, "course-assignments-collected")
+
+        write_as(homes / "carol" / "collected" / "dl-intro" / "exercise-ui" / "alice" / "feedback" / "review.md",
+                 "well done\n", UIDS["carol"])
+        page.click("tr.condorhub-assignment[data-folder=exercise-ui] .condorhub-return")
+        page.wait_for_selector("#condorhub-assignment-message .alert-success", timeout=30_000)
+        assert "exercise-ui returned: 2 students can now fetch" in page.inner_text("#condorhub-assignment-message")
+        page.wait_for_function(
+            "document.querySelector('tr.condorhub-assignment[data-folder=exercise-ui] .condorhub-returned')"
+            ".textContent !== 'not yet'"
+        )
+    assert not (homes / "alice" / "feedback" / "dl-intro" / "exercise-ui").exists()
+
+    with chromium_page() as page:
+        browser_login(page, hub, "alice", "/hub/home")
+        button = page.wait_for_selector(
+            "tr.condorhub-course-feedback[data-course=dl-intro] li[data-folder=exercise-ui] .condorhub-fetch-feedback"
+        )
+        button.click()
+        page.wait_for_selector("tr.condorhub-course-feedback .alert-success", timeout=30_000)
+        assert "is in ~/feedback/dl-intro/exercise-ui/ (1 file)" in page.inner_text(
+            "tr.condorhub-course-feedback .alert-success"
+        )
+        assert button.inner_text() == "Fetch again"
+        screenshot(page, "home-fetch-feedback")
+    fetched = homes / "alice" / "feedback" / "dl-intro" / "exercise-ui"
+    assert tree(fetched) == {"review.md": "well done\n"}
+    assert os.stat(fetched / "review.md").st_uid == UIDS["alice"]
