@@ -7,6 +7,7 @@ from pathlib import Path
 from condorhub.schema import SiteConfig
 
 from .handlers import CoursePublishHandler, course_environment, courses_of
+from .page import apply_course_page
 from .publish import (
     PublishError,
     course_source,
@@ -30,6 +31,7 @@ def apply_courses(c, site: SiteConfig) -> None:
     # The home page lists a user's courses (a template var evaluated per user).
     c.JupyterHub.template_paths = [str(TEMPLATES)]
     c.JupyterHub.template_vars = {"condorhub_courses": lambda user: courses_of(user, courses, courses_dir)}
+    apply_course_page(c, site)  # GET /hub/courses/<slug>, and "last updated" on the home page
     if not courses:
         return
 
