@@ -42,6 +42,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from condorhub.schema import CoursePublishSettings, CourseSettings
 
@@ -176,7 +177,7 @@ async def copy_folder(
         result = json.loads(writer_out)
     except ValueError:
         return {"status": "failed", "error": "the writing side gave no result"}
-    done = {"files": int(result.get("files", 0)), "bytes": int(result.get("bytes", 0))}
+    done: dict[str, Any] = {"files": int(result.get("files", 0)), "bytes": int(result.get("bytes", 0))}
     if result.get("dropped"):
         done["dropped"] = f"the submission's own {keep}/ folder was left out (that name holds your feedback)"
     if read.get("skipped_count"):
@@ -195,12 +196,12 @@ async def collect(
     course: CourseSettings,
     instructor: Account,
     students: dict[str, Account | None],
-    folder: str,
+    requested: object,
     settings: CoursePublishSettings,
     records: Records,
 ) -> dict:
     """Collect ``folder`` from every student (``None``: the hub has no record of that student's home)."""
-    folder = checked_name(folder)
+    folder = checked_name(requested)
     parent = collected_parent(instructor, course, folder)
     gate = asyncio.Semaphore(PARALLEL)
 
@@ -245,9 +246,11 @@ def _student_record(result: dict, previous: dict | None, at: str) -> dict:
     return {"status": result["status"], "at": at}
 
 
-def mark_returned(course: CourseSettings, instructor: Account, folder: str, feedback: object, records: Records) -> dict:
+def mark_returned(
+    course: CourseSettings, instructor: Account, requested: object, feedback: object, records: Records
+) -> dict:
     """Let the students of ``folder`` fetch ``~instructor/collected/<course>/<folder>/<student>/<feedback>/``."""
-    folder = checked_name(folder)
+    folder = checked_name(requested)
     feedback_name = checked_name(feedback if feedback is not None else FEEDBACK, "feedback", FEEDBACK)
     # Each load ... save of the records runs in the event loop without an await in between, so updates
     # never interleave; only a collect (which awaits its copies) holds the course's lock.
@@ -272,7 +275,7 @@ def mark_returned(course: CourseSettings, instructor: Account, folder: str, feed
 async def fetch_feedback(
     course: CourseSettings,
     student: Account,
-    folder: str,
+    requested: object,
     instructor_of,
     settings: CoursePublishSettings,
     records: Records,
@@ -282,7 +285,7 @@ async def fetch_feedback(
     ``instructor_of(name)`` gives the returning instructor's :class:`Account`, or None when that person
     no longer teaches the course (then nothing is read).
     """
-    folder = checked_name(folder)
+    folder = checked_name(requested)
     data = records.load(course.slug)
     entry = data.get("assignments", {}).get(folder) or {}
     returned = entry.get("returned")
