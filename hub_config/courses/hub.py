@@ -6,6 +6,7 @@ from pathlib import Path
 
 from condorhub.schema import SiteConfig
 
+from .assignments_handlers import assignment_handlers
 from .handlers import CoursePublishHandler, course_environment, courses_of
 from .page import apply_course_page
 from .publish import (
@@ -43,6 +44,7 @@ def apply_courses(c, site: SiteConfig) -> None:
             CoursePublishHandler,
             {"courses": courses, "courses_dir": courses_dir, "settings": site.course_publishing},
         ),
+        *assignment_handlers(courses, site.course_publishing, site.hub.state_dir),  # collect / return / fetch
     ]
     env_value = course_environment(courses, courses_dir)
     for section in SPAWNER_SECTIONS:
