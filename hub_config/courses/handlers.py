@@ -1,8 +1,16 @@
-"""Hub side of courses: the publish endpoint, the home page's course list, the servers' course list.
+"""Hub side of courses: the publish endpoints, the home page's course list, the servers' course list.
 
-The endpoint lives inside the hub (``JupyterHub.extra_handlers``) rather than in a separate service
-because it needs the caller's encrypted auth state (their uid and home) and JupyterHub's own session and
+The endpoints live inside the hub (``JupyterHub.extra_handlers``) rather than in a separate service
+because they need the caller's encrypted auth state (their uid and home) and JupyterHub's own session and
 XSRF checks.
+
+Who may publish: the custom scope :data:`PUBLISH_SCOPE`, held by the instructors' groups of hub-managed
+courses (:func:`publisher_role`) and requested for every server's own API token
+(``Spawner.server_token_scopes``; JupyterHub gives a token only the scopes its owner holds, so a student's
+server token never has it). That is what lets the Lab's *Publish to course…* work: the Lab's page cannot
+send the hub's cookie (path /hub/), so the instructor's server forwards the request with its
+``$JUPYTERHUB_API_TOKEN`` (condorhub.lab.courses.publish). A token always acts as its owner: any token
+publishes only as the user it belongs to, and only into a course whose instructors group that user is in.
 """
 
 from __future__ import annotations
@@ -23,6 +31,12 @@ from .publish import Instructor, PublishError, course_source, publish_folder
 
 # As LoginNodeSpawner.min_uid: the reader of a publish never runs as root or a system account.
 MIN_UID = 1000
+
+PUBLISH_SCOPE = "custom:condorhub-courses:publish"
+PUBLISH_SCOPE_DEFINITION = {
+    "description": "Publish a folder of your home as the next version of a course you teach.",
+}
+PUBLISHER_ROLE = "condorhub-course-publishers"
 
 
 def _group_names(user) -> set[str]:
@@ -76,16 +90,71 @@ def course_environment(courses: Sequence[CourseSettings], courses_dir: Path):
     return value
 
 
-class CoursePublishHandler(APIHandler):
-    """POST /hub/api/condorhub/courses/<slug>/publish  {"folder": "<folder in your home>"}
+def publisher_role(courses: Sequence[CourseSettings]) -> dict | None:
+    """The role holding :data:`PUBLISH_SCOPE`: the instructors' groups of the courses the hub keeps.
 
-    Only an instructor of that course may publish; the reply says what was published.
+    The scope says "may use the publish endpoints at all"; which course a user may publish to is still
+    their instructors group, checked per request (a role cannot filter a custom scope by course).
     """
+    groups = sorted({c.instructors_group for c in courses if not c.repository})
+    if not groups:
+        return None
+    return {
+        "name": PUBLISHER_ROLE,
+        "description": "Instructors of courses the hub keeps: publish a folder of their home as a course version",
+        "scopes": [PUBLISH_SCOPE],
+        "groups": groups,
+    }
 
+
+def server_token_scopes(current: Sequence[str]) -> list[str]:
+    """``Spawner.server_token_scopes`` plus :data:`PUBLISH_SCOPE` (only owners who hold it get it)."""
+    # Empty means JupyterHub's `server` role; keep what that gives a server token.
+    base = list(current) or ["users:activity!user", "access:servers!server"]
+    return base if PUBLISH_SCOPE in base else [*base, PUBLISH_SCOPE]
+
+
+class _CourseAPIHandler(APIHandler):
     def initialize(self, courses: Sequence[CourseSettings], courses_dir: Path, settings: CoursePublishSettings):
         self.courses = {c.slug: c for c in courses}
         self.courses_dir = courses_dir
         self.publish_settings = settings
+
+    def may_publish(self) -> bool:
+        return self.has_scope(PUBLISH_SCOPE)
+
+    def limits(self) -> dict:
+        settings = self.publish_settings
+        return {"max_size": int(settings.max_size), "max_files": settings.max_files, "timeout": settings.timeout}
+
+
+class CourseTeachingHandler(_CourseAPIHandler):
+    """GET /hub/api/condorhub/courses/teaching → the courses the caller may publish to, and the limits.
+
+    For the Lab's *Publish to course…* dialog (through the user's server, with its token). A caller
+    without :data:`PUBLISH_SCOPE` (a student, a token without the scope) gets an empty list, not an
+    error: the Lab asks at every start to decide whether to show the menu item.
+    """
+
+    @web.authenticated
+    async def get(self):
+        user = self.current_user
+        groups = _group_names(user)
+        mine = []
+        if self.may_publish():
+            for course in self.courses.values():
+                if course.repository or course.instructors_group not in groups:
+                    continue
+                mine.append({"slug": course.slug, "title": course.title, "branch": course.branch})
+        self.finish({"user": user.name, "courses": mine, "limits": self.limits()})
+
+
+class CoursePublishHandler(_CourseAPIHandler):
+    """POST /hub/api/condorhub/courses/<slug>/publish  {"folder": "<folder in your home>"}
+
+    Only an instructor of that course may publish, with the hub's cookie or a token that has
+    :data:`PUBLISH_SCOPE`; the reply says what was published.
+    """
 
     @web.authenticated
     async def post(self, slug: str):
@@ -96,6 +165,13 @@ class CoursePublishHandler(APIHandler):
         if course.instructors_group not in _group_names(user):
             raise web.HTTPError(
                 403, f"Only instructors of {course.title} (group {course.instructors_group}) may publish it."
+            )
+        if not self.may_publish():
+            # An instructor, but with a token made for something else (e.g. one limited to reading).
+            raise web.HTTPError(
+                403,
+                f"This token may not publish courses: it lacks the scope {PUBLISH_SCOPE}; publish from the Lab "
+                "or the hub's page, or use a token with that scope.",
             )
         try:
             body = json.loads(self.request.body or b"{}")

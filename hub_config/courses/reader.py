@@ -30,8 +30,12 @@ class ReadError(Exception):
     pass
 
 
-def listing(top: str) -> tuple[list[tuple[str, int, bool]], list[str]]:
-    """(regular files as (relative path, size, executable), skipped entries) under ``top``."""
+def listing(top: str, excluded: list[str] | None = None) -> tuple[list[tuple[str, int, bool]], list[str]]:
+    """(regular files as (relative path, size, executable), skipped entries) under ``top``.
+
+    ``excluded``, when given, collects what is left out by name (``.git``, caches): the Lab's publish
+    preview shows it, computed with this same function so that it matches what a publish sends.
+    """
     files: list[tuple[str, int, bool]] = []
     skipped: list[str] = []
 
@@ -48,9 +52,13 @@ def listing(top: str) -> tuple[list[tuple[str, int, bool]], list[str]]:
                 skipped.append(f"{rel(name)} (link)")  # os.walk lists links to folders as folders
             elif name.lower() not in EXCLUDED_DIRS:
                 keep.append(name)
+            elif excluded is not None:
+                excluded.append(f"{rel(name)}/")
         dirnames[:] = keep
         for name in sorted(filenames):
             if name.lower() in EXCLUDED_FILES:
+                if excluded is not None:
+                    excluded.append(rel(name))
                 continue
             st = os.lstat(os.path.join(dirpath, name))
             if stat.S_ISREG(st.st_mode):

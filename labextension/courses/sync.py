@@ -5,7 +5,8 @@ Runs the same on the login node and in an HTCondor job. The hub passes the stude
 
 - confines nbgitpuller's ``/git-pull`` links to ``~/courses/`` and the student's course folders
   (:mod:`.links`), and
-- registers ``{base_url}condorhub/api/courses``, the state of the course pulls (:mod:`.background`);
+- registers ``{base_url}condorhub/api/courses``, the state of the course pulls (:mod:`.background`),
+  and the Lab's *Publish to course…* API (:mod:`.publish`, for instructors);
 
 once the server listens it pulls every course in the background, so a slow course repository never
 delays or fails the server's start.
@@ -21,6 +22,7 @@ from jupyter_server.utils import url_path_join
 
 from .background import CoursePulls, CourseStateHandler, courses_from_env
 from .links import confine_nbgitpuller
+from .publish import handlers as publish_handlers
 
 STATE_PATH = "condorhub/api/courses"
 
@@ -41,7 +43,11 @@ def _load_jupyter_server_extension(server_app):
     confine_nbgitpuller(server_app, lambda: [str(home / c["target"]) for c in courses])
     web_app = server_app.web_app
     web_app.add_handlers(
-        ".*", [(url_path_join(web_app.settings["base_url"], STATE_PATH), CourseStateHandler, {"pulls": pulls})]
+        ".*",
+        [
+            (url_path_join(web_app.settings["base_url"], STATE_PATH), CourseStateHandler, {"pulls": pulls}),
+            *publish_handlers(web_app.settings["base_url"]),
+        ],
     )
 
 

@@ -1,2 +1,3 @@
 import './index.css';
 import './jobs.css';
+import './courses.css';
