@@ -7,7 +7,16 @@ from pathlib import Path
 from condorhub.schema import SiteConfig
 
 from .assignments_handlers import assignment_handlers
-from .handlers import CoursePublishHandler, course_environment, courses_of
+from .handlers import (
+    PUBLISH_SCOPE,
+    PUBLISH_SCOPE_DEFINITION,
+    CoursePublishHandler,
+    CourseTeachingHandler,
+    course_environment,
+    courses_of,
+    publisher_role,
+    server_token_scopes,
+)
 from .page import apply_course_page
 from .publish import (
     PublishError,
@@ -21,6 +30,8 @@ from .rbac import course_roles
 
 TEMPLATES = Path(__file__).parent / "templates"
 PUBLISH_API_PATTERN = r"/api/condorhub/courses/([a-z0-9][a-z0-9-]{0,39})/publish"
+# The courses the caller may publish to (the Lab's publish dialog asks through the user's server).
+TEACHING_API_PATTERN = r"/api/condorhub/teaching"
 # Spawner classes whose servers should receive the courses (each has its own `environment` config).
 SPAWNER_SECTIONS = ("LoginNodeSpawner", "HTCondorSpawner")
 
@@ -37,13 +48,17 @@ def apply_courses(c, site: SiteConfig) -> None:
         return
 
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *course_roles(courses)]
+    publishers = publisher_role(courses)
+    if publishers:
+        # Publishing from the Lab: instructors hold the scope, and their servers' tokens get it too.
+        c.JupyterHub.custom_scopes = {**c.JupyterHub.get("custom_scopes", {}), PUBLISH_SCOPE: PUBLISH_SCOPE_DEFINITION}
+        c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, publishers]
+        c.Spawner.server_token_scopes = server_token_scopes(c.Spawner.get("server_token_scopes", []))
+    api_args = {"courses": courses, "courses_dir": courses_dir, "settings": site.course_publishing}
     c.JupyterHub.extra_handlers = [
         *c.JupyterHub.get("extra_handlers", []),
-        (
-            PUBLISH_API_PATTERN,
-            CoursePublishHandler,
-            {"courses": courses, "courses_dir": courses_dir, "settings": site.course_publishing},
-        ),
+        (PUBLISH_API_PATTERN, CoursePublishHandler, api_args),
+        (TEACHING_API_PATTERN, CourseTeachingHandler, api_args),
         *assignment_handlers(courses, site.course_publishing, site.hub.state_dir),  # collect / return / fetch
     ]
     env_value = course_environment(courses, courses_dir)
