@@ -20,7 +20,8 @@ import {
 } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 
-import { coursesPlugin } from './courses';
+import { coursesPlugin } from './courses/pull';
+import { publishPlugin } from './courses/publish';
 import { jobsPlugin } from './jobs/plugin';
 import { scanIcon, tensorboardIcon } from './icons';
 import type { ScanBrowser } from './scan/widget';
@@ -262,5 +263,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-// The course pulls' notifications and the HTCondor jobs: plugins of their own (src/courses.ts, src/jobs/).
-export default [plugin, coursesPlugin, jobsPlugin];
+// The course pulls' notifications, Publish to course… and the HTCondor jobs: plugins of their own
+// (src/courses/, src/jobs/).
+export default [plugin, coursesPlugin, publishPlugin, jobsPlugin];
