@@ -27,7 +27,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.ldap]
 
 GID = DEMO_GID_NUMBER
 FRANK = DemoUser("frank", "frank-pw", 10021, GID, "", "students", "Frank Student")
-UIDS = {u.uid: u.uid_number for u in (*DEMO_USERS, FRANK)}
+# A class of 100 for the time a collect takes: thesis-lab's students (group researchers, with bob), so the
+# other tests' dl-intro class stays alice and frank.
+CLASS = tuple(
+    DemoUser(f"pupil{i:03d}", f"pupil{i:03d}-pw", 20100 + i, GID, "", "researchers", f"Pupil {i}")
+    for i in range(1, 101)
+)
+UIDS = {u.uid: u.uid_number for u in (*DEMO_USERS, FRANK, *CLASS)}
 COURSES = [
     {"slug": "dl-intro", "title": "Deep learning for physicists", "students_group": "students",
      "instructors_group": "instructors"},
@@ -51,7 +57,7 @@ def homes():
 def directory(homes):
     base = scratch_dir("condorhub-assignments-ldap-")
     server = OpenLDAPServer(base).start()
-    server.add_ldif(directory_ldif(server.suffix, (*DEMO_USERS, FRANK), home_base=str(homes)))
+    server.add_ldif(directory_ldif(server.suffix, (*DEMO_USERS, FRANK, *CLASS), home_base=str(homes)))
     yield server
     server.stop()
     shutil.rmtree(base, ignore_errors=True)
@@ -316,6 +322,25 @@ def test_collecting_again_replaces_the_copy_and_keeps_carols_feedback(hub, homes
     assert not list(collected.glob(".*"))  # no earlier copy or half-written one next to it
 
 
+@pytest.mark.load
+def test_collecting_from_a_class_of_100_takes_seconds(hub, homes, people):
+    for pupil in CLASS:
+        logged_in(hub, pupil.uid)  # the hub learns each home at the first login
+        for n in range(3):
+            write_as(homes / pupil.uid / "exercise-1" / f"part{n}.py", f"print({n})\n" * 50, pupil.uid_number)
+    started = time.monotonic()
+    reply = post(people["dave"], "thesis-lab", "collect", {"folder": "exercise-1"}, timeout=300)
+    took = time.monotonic() - started
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert len(result["students"]) == 101 and result["collected"] == 100, result  # bob has no exercise-1
+    assert result["students"]["bob"]["status"] == "missing"
+    collected = homes / "dave" / "collected" / "thesis-lab" / "exercise-1"
+    assert len(list(collected.glob("pupil*/part2.py"))) == 100
+    assert took < 60, took
+    print(f"collected exercise-1 (3 files) from a class of 100 (+1 without it) in {took:.1f} s")
+
+
 # --- from the UI: carol's course page, alice's home page (Chromium) --------------------------------------
 
 HOSTILE_NAME = "<img src=x onerror=\"document.title='pwned'\">"
@@ -331,7 +356,7 @@ def browser_login(page, hub: Hub, name: str, next_path: str) -> None:
 
 @pytest.mark.browser
 def test_carol_collects_and_returns_from_the_course_page_and_alice_fetches_from_her_home(hub, homes, people):
-    from tests.support.browser import chromium_page, screenshot
+    from tests.support.browser import ARTIFACTS, chromium_page, screenshot
 
     write_as(homes / "alice" / "exercise-ui" / "answer.ipynb", "{}\n", UIDS["alice"])
     # A student's file name is shown on carol's page: as text, never as HTML.
@@ -351,8 +376,8 @@ def test_carol_collects_and_returns_from_the_course_page_and_alice_fetches_from_
         assert f"left out: {HOSTILE_NAME} (link)" in rows["alice"], rows
         assert page.title() != "pwned" and not page.query_selector("#condorhub-assignments img")
         page.wait_for_selector("tr.condorhub-assignment[data-folder=exercise-ui]")
-        page.locator("#condorhub-assignments h2").scroll_into_view_if_needed()
-        screenshot(page, "course-assignments-collected")
+        ARTIFACTS.mkdir(exist_ok=True)  # the whole page: the results are below the fold
+        page.screenshot(path=str(ARTIFACTS / "course-assignments-collected.png"), full_page=True)
 
         write_as(homes / "carol" / "collected" / "dl-intro" / "exercise-ui" / "alice" / "feedback" / "review.md",
                  "well done\n", UIDS["carol"])
