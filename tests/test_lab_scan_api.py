@@ -41,6 +41,18 @@ def test_match_gives_axes_with_numeric_values_sorted_as_numbers_and_the_grid_fil
     assert r.json["message"] is None and r.json["truncated"] is False
 
 
+def test_javascript_style_named_groups_give_the_same_axes(api, scan_dir):
+    # (?<lr>...) as a browser's regular expressions write it; the lookbehind (?<=...) stays one.
+    r = match(api, r"lr_(?<lr>[^/]+)/layers_(?<layers>\d+)/seed_(?<seed>\d+)/(?<=seed_1/)roc\.png")
+    assert r.code == 200, r
+    assert [a["name"] for a in r.json["axes"]] == ["lr", "layers", "seed"]
+    assert r.json["total_matches"] == 4 * 3  # seed 1 only: the lookbehind still applies
+    # A mistake in it is answered at the position the user typed, in a sentence.
+    bad = match(api, r"lr_(?<lr>[^/]+/x")
+    assert bad.code == 400
+    assert bad.message == "The pattern is not a valid regular expression: missing ), unterminated subpattern at position 3."
+
+
 def test_match_kinds_for_the_viewers(api, scan_dir):
     r = match(api, r"lr_(?P<lr>0\.1)/layers_(?P<layers>2)/seed_1/(?P<file>.+)")
     assert r.code == 200, r
@@ -86,7 +98,7 @@ def test_hidden_files_are_not_listed(api, scan_dir):
         (r"lr_(?P<lr>[^/]+", "missing )"),
         (r"lr_(?P<lr>[^/]+)/(?P<lr>.*)", "redefinition of group name 'lr'"),
         (r"lr_([^/]+)/.*\.png", "(?P<name>"),  # no named group: nothing to make axes of
-        ("", "give a regular expression"),
+        ("", "Give a regular expression"),
         ("x" * 3000, "at most 2000"),
         (r"(?P<a>**)", "nothing to repeat"),
     ],
@@ -223,7 +235,7 @@ def test_patterns_are_saved_per_folder_listed_and_deleted(api, scan_dir, jp_root
     assert api("GET", "condorhub/api/scan/patterns", params={"path": "other"}).json["patterns"] == []
     # A broken pattern is not saved.
     bad = api("PUT", "condorhub/api/scan/patterns", json_body={"path": "scan", "name": "bad", "pattern": "(?P<x>"})
-    assert bad.code == 400 and "invalid regular expression" in bad.message
+    assert bad.code == 400 and "not a valid regular expression" in bad.message
     assert api("PUT", "condorhub/api/scan/patterns", json_body={"path": "scan", "name": " ", "pattern": PATTERN}).code == 400
     r = api("DELETE", "condorhub/api/scan/patterns", params={"path": "scan", "name": "roc by lr"})
     assert r.code == 200 and r.json["patterns"] == []

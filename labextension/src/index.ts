@@ -62,6 +62,25 @@ const FOLDER_ARGS = {
     }
   }
 };
+/** The scan browser's: a folder's, plus what a restored tab had (after a page reload). */
+const SCAN_ARGS = {
+  args: {
+    ...FOLDER_ARGS.args,
+    properties: {
+      ...FOLDER_ARGS.args.properties,
+      pattern: {
+        type: 'string',
+        description:
+          'The pattern to show; default: the last one saved for the folder, else the suggested one'
+      },
+      id: {
+        type: 'string',
+        description:
+          'The tab to restore (its saved id, so that a reload keeps one entry per tab)'
+      }
+    }
+  }
+};
 /** Folders in the file browser listing: the context menu items apply to them. */
 const FOLDER_SELECTOR = '.jp-DirListing-item[data-isdir="true"]';
 
@@ -121,7 +140,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption:
         'Show the files of a parameter scan as a grid over its parameters',
       icon: args => (args.isPalette ? undefined : scanIcon),
-      describedBy: FOLDER_ARGS,
+      describedBy: SCAN_ARGS,
       execute: async args => {
         const folder = targetFolder(
           args,
@@ -133,14 +152,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const { ScanBrowser } = await import('./scan/widget');
         const content = new ScanBrowser(folder, openFile);
         const widget = new MainAreaWidget({ content });
-        widget.id = `condorhub-scan-${Date.now()}`;
+        // A restored tab keeps its id: the restorer's entry is per id, so a reload does not add another.
+        const restoredId =
+          typeof args.id === 'string' && /^condorhub-scan-[\w-]+$/.test(args.id)
+            ? args.id
+            : null;
+        widget.id = restoredId ?? `condorhub-scan-${Date.now()}`;
         widget.title.label = `Scan: ${folder || '/'}`;
         widget.title.icon = scanIcon;
         widget.title.closable = true;
         app.shell.add(widget, 'main');
         void scans.add(widget);
-        app.shell.activateById(widget.id);
-        await content.load();
+        // Folder and pattern are saved as they change, so a reload brings the tab back as it was.
+        content.stateChanged.connect(() => void scans.save(widget));
+        if (!restoredId) {
+          app.shell.activateById(widget.id);
+        }
+        await content.load(
+          typeof args.pattern === 'string' ? args.pattern : undefined
+        );
       }
     });
 
@@ -253,6 +283,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
     }
     if (restorer) {
+      // Scan-browser tabs come back after a page reload with their folder and pattern, like other tabs.
+      void restorer.restore(scans, {
+        command: CMD.scan,
+        args: tab => ({
+          path: tab.content.folder,
+          pattern: tab.content.pattern,
+          id: tab.id
+        }),
+        name: tab => tab.id
+      });
       // TensorBoard tabs come back after a page reload as long as their instance still runs.
       void restorer.restore(tensorboards, {
         command: CMD.openTensorBoard,

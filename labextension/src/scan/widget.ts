@@ -2,9 +2,10 @@
  * The parameter-scan browser: folder + pattern → axes and a grid of the matching files.
  */
 import { Dialog, InputDialog, showDialog } from '@jupyterlab/apputils';
+import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { APIError, postJSON, requestAPI } from '../api';
+import { postJSON, requestAPI } from '../api';
 import { renderFile } from './cells';
 import {
   IAxis,
@@ -35,6 +36,7 @@ export class ScanBrowser extends Widget {
   private match: IMatch | null = null;
   private placement: Record<string, Placement> = {};
   private saved: ISaved[] = [];
+  private _stateChanged = new Signal<this, void>(this);
 
   constructor(
     folder: string,
@@ -53,6 +55,16 @@ export class ScanBrowser extends Widget {
 
   get folder(): string {
     return this.folderInput.value.trim().replace(/^\/+|\/+$/g, '');
+  }
+
+  /** The pattern as typed (what a restored tab shows again). */
+  get pattern(): string {
+    return this.patternInput.value;
+  }
+
+  /** The folder or the pattern was applied: the Lab saves them so that a reload restores this tab. */
+  get stateChanged(): ISignal<this, void> {
+    return this._stateChanged;
   }
 
   private button(
@@ -113,8 +125,11 @@ export class ScanBrowser extends Widget {
     this.messageBox.classList.toggle('jp-condorhub-error', error);
   }
 
-  /** Open the folder: its saved patterns (the last one applied) or else the suggestion. */
-  async load(): Promise<void> {
+  /**
+   * Open the folder: with `pattern` (a restored tab's), else its saved patterns (the last one applied),
+   * else the suggestion.
+   */
+  async load(pattern?: string): Promise<void> {
     this.say('reading the folder…');
     try {
       const [suggestion, saved] = await Promise.all([
@@ -128,9 +143,13 @@ export class ScanBrowser extends Widget {
       this.fillPresets(suggestion);
       this.fillSaved(saved.patterns);
       const last = saved.patterns[saved.patterns.length - 1];
-      this.patternInput.value = last ? last.pattern : suggestion.pattern;
-      if (last) {
-        this.savedSelect.value = last.name;
+      if (pattern) {
+        this.patternInput.value = pattern;
+      } else {
+        this.patternInput.value = last ? last.pattern : suggestion.pattern;
+        if (last) {
+          this.savedSelect.value = last.name;
+        }
       }
     } catch (error) {
       this.say((error as Error).message, true);
@@ -181,11 +200,14 @@ export class ScanBrowser extends Widget {
       this.match = null;
       this.axesBox.replaceChildren();
       this.gridBox.replaceChildren();
-      const status =
-        error instanceof APIError && error.status ? ` (${error.status})` : '';
-      this.say(`${(error as Error).message}${status}`, true);
+      // The server's message is a sentence that says what to fix; an HTTP status adds nothing to it.
+      this.say((error as Error).message, true);
+      this._stateChanged.emit();
       return;
+    } finally {
+      this.title.label = `Scan: ${this.folder || '/'}`;
     }
+    this._stateChanged.emit();
     this.placement = mergePlacement(this.match.axes, this.placement);
     this.render();
   }
