@@ -75,6 +75,10 @@ def apply_site(c, site: SiteConfig) -> None:
 
     apply_courses(c, site)
 
+    from condorhub.spawner.server_status import apply_server_status  # after courses: it adds to their template vars
+
+    apply_server_status(c)
+
 
 def apply_ldap(c, site: SiteConfig) -> None:
     ldap = site.ldap

@@ -15,7 +15,7 @@ from typing import cast
 
 from jupyterhub.spawner import Spawner
 from pydantic import TypeAdapter, ValidationError
-from traitlets import Any, Dict, Instance, List, TraitError, Unicode, default, directional_link, validate
+from traitlets import Any, Dict, Float, Instance, List, TraitError, Unicode, default, directional_link, validate
 
 from condorhub.schema import CondorProfile, LoginNodeProfile, Profile
 
@@ -111,6 +111,16 @@ class ProfileSpawner(Spawner):
         help="""
         Why the last server stopped or failed to start, as the child spawner put it (e.g. HTCondor's hold
         reason). Shown on the spawn form and kept in the state (admins see it in the REST API).
+        """,
+    )
+
+    limit_warning = Float(
+        900.0,
+        config=True,
+        help="""
+        Seconds before a batch server's runtime limit (its profile's `runtime`, after which HTCondor ends
+        the job) from which the hub's home page warns that the server will stop, counting down to it.
+        0: no warning (the time left is still shown).
         """,
     )
 
