@@ -81,6 +81,8 @@ def main(argv: list[str]) -> int:
         return 1
     except (reader.ReadError, OSError, UnicodeEncodeError) as err:
         message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
+        # send_file's words are a publish's; a file the student saves during a collect ends up here too.
+        message = message.replace("while it was being published; publish again", "while it was copied; try again")
         print(json.dumps({"error": message, "reason": "unreadable"}), file=sys.stderr)
         return 1
     summary = {"files": len(files), "bytes": total, "skipped": skipped[: reader.MAX_SKIPPED_LISTED]}
