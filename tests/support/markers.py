@@ -13,6 +13,7 @@ TESTS = Path(__file__).resolve().parent.parent
 
 UNIT_TEST_FILES = frozenset(
     {
+        "test_assignments_units.py",
         "test_client_address.py",
         "test_code_style.py",
         "test_condor_config.py",
