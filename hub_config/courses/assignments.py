@@ -2,19 +2,26 @@
 
 Why not nbgrader (decided for issue 13, part 3)
 -----------------------------------------------
-nbgrader 0.9 runs in JupyterLab 4, but its file-system exchange is a folder every student's and
-instructor's server writes into: the exchange root and each course's ``inbound`` must be writable by
-every student (nbgrader issue #1225), submissions land there as folders readable and writable by others
-under guessable names (#978; ananke #27 in 2024: "students can read/modify other students'
-submissions" with the 777 exchange), and feedback is protected only by a hash of the submission (#1202).
-On condorhub that folder would also have to be on a volume every HTCondor execute node mounts read-write
-for all users. The alternatives (ngshare, a Kubernetes-era REST service with its own database and course
-roster) add a service and a second list of who teaches what. condorhub already has what a collect
-needs: a *reader running as the owner of the content* and a *writer running as the receiving account*,
-joined by a pipe carrying a format with limits (:mod:`.stream`, as publishing uses), so root never reads
-a user's files, and the course roster is the LDAP groups. nbgrader's grading features (autograding,
-gradebook) are not used by the courses today; an instructor can still run ``nbgrader autograde`` on the
-collected folders in their own home.
+nbgrader 0.9.6 (2026-09) installs into JupyterLab 4 (it requires ``jupyterlab>=4.2,<5`` and pulls in
+``notebook>=7.2,<8``) and needs nothing of JupyterHub 6 for one course. Its file-system exchange is what
+rules it out here (read in nbgrader/exchange/default/ of 0.9.6):
+
+- the exchange root is created mode 0777, without the sticky bit (``ensure_root``): every student may
+  rename or delete any course's folder in it (nbgrader issue #1225, open);
+- ``inbound`` is 0733: every student writes submissions there, world-readable (files 0644, folders 0755),
+  kept apart only by an unguessable random suffix of the folder name (added after #978; ananke #27 in
+  2024: "students can read/modify other students' submissions" with such an exchange);
+- returned feedback lies in one traversable (0711) folder for the whole class, each file findable only
+  with its submission's secret (the answer to #1202): sound, but again one folder all students share;
+- on condorhub that world-writable folder would have to be on a volume every HTCondor execute node
+  mounts read-write for every user, next to code every student runs.
+
+The REST exchange (ngshare) avoids the shared folder but is a separate service with its own database and
+course roster. condorhub already has what a collect needs: a *reader running as the owner of the
+content* and a *writer running as the receiving account*, joined by a pipe carrying a format with limits
+(:mod:`.stream`, as publishing uses), so root never reads a user's files, and the course roster is the
+LDAP groups. nbgrader's grading (autograde, gradebook) is not used by the courses today; an instructor can
+still run ``nbgrader autograde`` on the collected folders in their own home.
 
 The rules, and how they hold
 ----------------------------
