@@ -227,11 +227,15 @@ class PoolStatus(SingletonConfigurable):
                 queue.status_call("query_slots", list(STATUS_SLOT_ATTRIBUTES), timeout=limit),
                 queue.status_call("query_jobs", idle, list(JOB_ATTRIBUTES), timeout=limit),
             )
+            snapshot = PoolSnapshot(list(slots), [Job.from_ad(ad) for ad in ads], time.time())
         except (TimeoutError, CondorClientError) as err:
             queue.log.warning("Pool status for the spawn form failed: %s", err or "timeout")
             self._remember(None, str(err) or "timeout")
-            return
-        self._remember(PoolSnapshot(list(slots), [Job.from_ad(ad) for ad in ads], time.time()))
+        except Exception as err:  # an answer we cannot read: "unknown" for max_age too, never a broken form
+            queue.log.exception("Pool status for the spawn form failed")
+            self._remember(None, f"{type(err).__name__}: {err}")
+        else:
+            self._remember(snapshot)
 
 
 def _classad_string(value: str) -> str:
