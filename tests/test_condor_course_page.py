@@ -1,5 +1,6 @@
 """The course page with GPU servers on a real HTCondor pool: carol sees alice's server queued in HTCondor (with
-its job), then running on the node HTCondor runs the job on, and stops it; the job leaves the queue.
+its job) and can stop it while it waits, then sees it running on the node HTCondor runs the job on, and stops
+it; each time the job leaves the queue.
 
 Real hub + proxy + OpenLDAP + the test pool (two simulated GPUs; bob's 2-GPU server holds both, so alice's
 1-GPU server has to wait). The page reads what the spawners know; the test checks it against the schedd.
@@ -98,7 +99,7 @@ def alice_jobs(hub: Hub) -> list[dict]:
     return [dict(ad) for ad in ads]
 
 
-def test_carol_sees_alices_gpu_server_queued_then_running_on_its_node_and_stops_it(hub):
+def test_carol_sees_alices_gpu_server_queued_then_running_on_its_node_and_stops_it_each_time(hub):
     bob = login(hub, "bob")
     assert bob.spawn_form({"profile": "gpu-2"}).status_code == 200
     bob.wait_for_server("bob", timeout=180)  # both GPUs are bob's now
@@ -113,6 +114,17 @@ def test_carol_sees_alices_gpu_server_queued_then_running_on_its_node_and_stops_
     queued = wait_for("the page to show alice queued", lambda: (r := alice_row(carol, hub))["state"] == "pending" and r)
     assert queued["cells"][1] == f"queued in HTCondor (job {job_id})", queued
     assert queued["cells"][2] == "1 GPU" and queued["cells"][3] == "" and "UTC" in queued["cells"][4], queued
+
+    # Stop while it waits (the page offers it for a queued server too): the job leaves the queue.
+    stop = carol.api("DELETE", "/users/alice/server", timeout=60)
+    assert stop.status_code in (202, 204), stop.text
+    wait_for("the queued job to be removed", lambda: not alice_jobs(hub), timeout=60)
+    wait_for("the page to show alice stopped", lambda: alice_row(carol, hub)["state"] == "stopped", timeout=60)
+
+    # alice asks again; this time she gets the GPU once bob is done.
+    assert alice.spawn_form({"profile": "gpu-1"}).status_code == 200
+    (job,) = wait_for("alice's second job in the queue", lambda: alice_jobs(hub), timeout=60)
+    job_id = f"{job['ClusterId']}.{job['ProcId']}"
 
     # bob's server goes, the GPUs free up, alice's job runs and her server starts on the node.
     assert bob.api("DELETE", "/users/bob/server", timeout=60).status_code in (202, 204)
