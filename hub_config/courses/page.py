@@ -33,7 +33,12 @@ class Moment:
     """A point in time as the page shows it: ISO for machines (and tests), words for people."""
 
     iso: str
-    text: str
+    stamp: str  # 2026-12-01 14:35 UTC
+    ago: str  # just now, 5 min ago, 2 h 10 min ago, 3 days ago
+
+    @property
+    def text(self) -> str:
+        return f"{self.stamp} ({self.ago})"
 
 
 def moment(value: datetime | float | None, now: datetime | None = None) -> Moment | None:
@@ -54,7 +59,7 @@ def moment(value: datetime | float | None, now: datetime | None = None) -> Momen
         ago = f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
     else:
         ago = f"{seconds // 86400} days ago"
-    return Moment(iso=value.isoformat(timespec="seconds"), text=f"{value:%Y-%m-%d %H:%M} UTC ({ago})")
+    return Moment(iso=value.isoformat(timespec="seconds"), stamp=f"{value:%Y-%m-%d %H:%M} UTC", ago=ago)
 
 
 @dataclass(frozen=True)
