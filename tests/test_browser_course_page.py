@@ -31,6 +31,9 @@ COURSES = [
     {"slug": "dl-intro", "title": "Deep learning for physicists", "students_group": "students", "instructors_group": "instructors"},
     # bob (researchers) takes it, dave (guests) teaches it; nothing is ever published to it here
     {"slug": "thesis-lab", "title": "Thesis lab", "students_group": "researchers", "instructors_group": "guests"},
+    # carol also teaches a course kept in a git repository of its own (dave takes it; his server never starts)
+    {"slug": "mirrored", "title": "Mirrored lectures", "students_group": "guests", "instructors_group": "instructors",
+     "repository": "https://git.example.invalid/lectures.git"},
 ]
 
 
@@ -217,6 +220,13 @@ def test_home_page_links_the_course_page_and_says_when_the_material_changed(hub,
 
     bob = login(hub, "bob").http.get(f"{hub.url}/hub/home", timeout=15).text
     assert "not published yet" in bob  # thesis-lab: nothing published
+
+    # A course with a repository of its own says where its material comes from, on both pages.
+    dave = login(hub, "dave").http.get(f"{hub.url}/hub/home", timeout=15).text
+    assert "from <code>https://git.example.invalid/lectures.git</code>" in dave
+    page = login(hub, "carol").http.get(f"{hub.url}/hub/courses/mirrored", timeout=15).text
+    assert "The material comes from <code>https://git.example.invalid/lectures.git</code>" in page
+    assert "condorhub-version" not in page
 
 
 def test_a_publish_is_on_the_home_page_at_the_next_load(hub, ldap_home_base, first_version):
