@@ -98,8 +98,11 @@ case "${1:-}" in
     demo)
         need_root
         install_system
+        # libnss-extrausers: the demo's people get names on this machine, the login node (devstack/nss.py)
+        apt_install libnss-extrausers
+        # [course]: the course notebooks' stack (TensorFlow, uproot, ...) in the login node's servers;
         # [deploy]: ansible-playbook, which deploys the demo's HTCondor pool with condorhub's own roles
-        install_python "[deploy]"
+        install_python "[course,deploy]"
         install_proxy
         step "starting the demo (OpenLDAP with demo users, JupyterHub, proxy)"
         # devstack/ (the demo machinery) is not in the wheel: it runs from this checkout.

@@ -70,3 +70,43 @@ def ensure_homes(users: Iterable[DemoUser], home_base: str | os.PathLike) -> Non
                 os.fchmod(fd, HOME_MODE)
         finally:
             os.close(fd)
+
+
+def ensure_system_account(name: str) -> tuple[int, int]:
+    """A local system account without home or shell (as the jupyterhub role creates the course service
+    account, ``condorhub-courses``); returns its (uid, gid)."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", name],
+            check=True, capture_output=True, text=True,
+        )
+        entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
+
+
+def copy_into_home_as(user: DemoUser, home_base: str | os.PathLike, source: Path, folder: str) -> bool:
+    """Copy ``source`` (a folder root may read, e.g. of the checkout) to ``~user/folder``, written by a ``tar``
+    running as the user: root reads only its own files and never writes into a home the user controls
+    (a link planted there would redirect root's writes). Returns False, copying nothing, when ``folder``
+    exists already: from then on it is the user's."""
+    home = Path(user.home_under(str(home_base)))
+    if os.path.lexists(home / folder):
+        return False
+    pack = subprocess.Popen(["tar", "-C", str(source), "--exclude=.ipynb_checkpoints", "-cf", "-", "."],
+                            stdout=subprocess.PIPE)
+    unpack = subprocess.run(
+        ["/bin/sh", "-c", 'mkdir -p -- "$1" && tar -C "$1" --no-same-owner --no-same-permissions -xf -', "sh",
+         str(home / folder)],
+        stdin=pack.stdout, user=user.uid_number, group=user.gid_number, extra_groups=[], cwd=str(home),
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)}, capture_output=True, text=True,
+    )
+    assert pack.stdout is not None
+    pack.stdout.close()
+    if pack.wait() != 0 or unpack.returncode != 0:
+        raise RuntimeError(f"copying {source} into {home / folder} as {user.uid} failed: {unpack.stderr.strip()}")
+    return True

@@ -86,6 +86,8 @@ DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser("bob", "bob-pw", 10002, DEMO_GID_NUMBER, "", "researchers", "Bob Researcher"),
     DemoUser("carol", "carol-pw", 10003, DEMO_GID_NUMBER, "", "instructors", "Carol Instructor"),
     DemoUser("dave", "dave-pw", 10004, DEMO_GID_NUMBER, "", "guests", "Dave Guest"),
+    # A hub admin (group admins -> role admin -> JupyterHub admin): the admin page, every server.
+    DemoUser("erin", "erin-pw", 10005, DEMO_GID_NUMBER, "", "admins", "Erin Admin"),
 )
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "HUB_ACCOUNT",
     "NODE_ROLES",
     "NodeRootError",
+    "WORKER_EXTRAS",
     "WORKER_VENV",
     "ChrootMounts",
     "build_base_root",
@@ -90,6 +91,11 @@ BASE_RECIPE = {
 }
 #: Bump when the node root's build steps (not the roles: their files are hashed) change.
 NODE_RECIPE_VERSION = 1
+#: Extras of the condorhub wheel in the node's worker environment (worker_env_condorhub_extras): the course
+#: stack (TensorFlow CPU/GPU, uproot, scikit-learn, ...), so the course notebooks and a scan submitted from
+#: notebook 03 run in HTCondor servers and jobs as on a production GPU node. One root for the demo and the
+#: tests: it costs the one build (cached), and tests and demo then run the same node.
+WORKER_EXTRAS: tuple[str, ...] = ("course",)
 
 #: htcondor_extra_config for a node that is a chroot on a shared machine, with a quick turnaround for
 #: tests and the demo (production keeps HTCondor's defaults).
@@ -399,8 +405,8 @@ def node_vars(
 
     What differs from a production inventory, and why: the chroot connection and no init system (the
     pool starts the rendered start scripts); simulated GPUs; plain LDAP to the test directory on loopback
-    (no StartTLS: the test slapd has no certificate); no course stack in the worker environment (the
-    tests need condorhub's own; TensorFlow alone is ~600 MB); :data:`CHROOT_CONDOR_SETTINGS`.
+    (no StartTLS: the test slapd has no certificate); :data:`CHROOT_CONDOR_SETTINGS`. The worker environment
+    has the course stack (:data:`WORKER_EXTRAS`), as the role's default.
     """
     return {
         "ansible_connection": "community.general.chroot",
@@ -425,7 +431,7 @@ def node_vars(
         "htcondor_gpu_discovery_extra": f"-simulate:0,{num_gpus}",
         "htcondor_num_cpus": num_cpus,
         "htcondor_extra_config": dict(CHROOT_CONDOR_SETTINGS),
-        "worker_env_condorhub_extras": [],  # condorhub alone, no `course` extra (TensorFlow)
+        "worker_env_condorhub_extras": list(WORKER_EXTRAS),
     }
 
 
@@ -457,13 +463,29 @@ def _files_digest(paths: Sequence[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _condorhub_dependencies(repo: Path) -> list[str]:
+def _condorhub_dependencies(repo: Path, extras: Sequence[str] = WORKER_EXTRAS) -> list[str]:
+    """condorhub's dependencies and those of ``extras`` (one level of ``condorhub[...]`` self-references
+    followed: `course` pulls in `data`), as pyproject.toml lists them."""
     import tomllib
 
     pyproject = repo / "pyproject.toml"
     if not pyproject.exists():
         return []
-    return sorted(tomllib.loads(pyproject.read_text()).get("project", {}).get("dependencies", []))
+    project = tomllib.loads(pyproject.read_text()).get("project", {})
+    optional = project.get("optional-dependencies", {})
+    wanted, seen = list(extras), set()
+    found = list(project.get("dependencies", []))
+    while wanted:
+        extra = wanted.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for dep in optional.get(extra, []):
+            if dep.replace(" ", "").startswith("condorhub["):
+                wanted += dep.split("[", 1)[1].split("]", 1)[0].split(",")
+            else:
+                found.append(dep)
+    return sorted(set(found))
 
 
 def node_recipe(repo: Path = REPO_DIR) -> dict:
@@ -475,7 +497,8 @@ def node_recipe(repo: Path = REPO_DIR) -> dict:
         "roles": list(NODE_ROLES),
         "ansible_files": _files_digest([ansible / "site.yml", ansible / "ansible.cfg",
                                         *(ansible / "roles" / r for r in NODE_ROLES)]),
-        # the worker environment installs condorhub's dependencies from the wheel's metadata
+        # the worker environment installs condorhub's dependencies (and its extras') from the wheel's metadata
+        "worker_extras": list(WORKER_EXTRAS),
         "condorhub_dependencies": _condorhub_dependencies(repo),
     }
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from .course import course_settings, publish_demo_course
 from .directory import DEMO_USERS, GROUP_ROLES, directory_ldif
 from .logfile import open_log
 from .slapd import OpenLDAPServer
@@ -46,22 +47,27 @@ CONDOR_PROFILES = [
 ]
 
 
-def demo_site(pool=None) -> dict:
+def demo_site(pool=None, *, demo_dir: Path = DEMO_DIR, hub_url: str = HUB_URL,
+              hub_bind_url: str = "http://127.0.0.1:8081", proxy_api_url: str | None = None,
+              ldap_port: int = LDAP_PORT, suffix: str = SUFFIX) -> dict:
+    """The demo's site file; the keywords move it (a test runs it beside a developer's demo on its own
+    folder and ports)."""
     site = {
         "hub": {
-            "bind_url": HUB_URL,
-            "hub_bind_url": "http://127.0.0.1:8081",
-            "state_dir": str(DEMO_DIR / "hub"),
+            "bind_url": hub_url,
+            "hub_bind_url": hub_bind_url,
+            **({"proxy_api_url": proxy_api_url} if proxy_api_url else {}),
+            "state_dir": str(demo_dir / "hub"),
             "server_venv": str(Path(sys.executable).parent.parent),
         },
         "ldap": {
             "server_address": "127.0.0.1",
-            "server_port": LDAP_PORT,
+            "server_port": ldap_port,
             # The demo directory listens on loopback only and has no certificate; a real site keeps the
             # default (StartTLS, certificate verified).
             "tls": {"strategy": "insecure"},
-            "bind_dn_template": [f"uid={{username}},ou=people,{SUFFIX}"],
-            "user_search_base": f"ou=people,{SUFFIX}",
+            "bind_dn_template": [f"uid={{username}},ou=people,{suffix}"],
+            "user_search_base": f"ou=people,{suffix}",
         },
         "roles": {"groups": dict(GROUP_ROLES)},
         "profiles": [
@@ -90,6 +96,10 @@ def demo_site(pool=None) -> dict:
             "user_map": pool.hub_user_map_settings,
         }
         site["profiles"] += CONDOR_PROFILES
+    # carol teaches the course notebooks to the students (devstack/course.py publishes them at `up`).
+    course = course_settings(demo_dir / "courses")
+    site["hub"]["courses_dir"] = course["courses_dir"]
+    site["courses"] = course["courses"]
     return site
 
 
@@ -161,10 +171,9 @@ def _start_ldap() -> OpenLDAPServer:
 def _start_pool(server: OpenLDAPServer):
     """The GPU node: the HTCondor pool, deployed by the Ansible roles into a Debian 13 root (the cached root is
     built on first use, ~3 min; each start re-applies the roles with this run's settings, ~30 s)."""
-    from .accounts import ensure_homes, ensure_service_account
+    from .accounts import ensure_service_account
     from .pool import HTCondorPool, PoolError
 
-    ensure_homes(DEMO_USERS, HOME_BASE)
     bind_dn, bind_password = ensure_service_account(server, "nslcd", "NSS lookups of the GPU node")
     try:
         pool = HTCondorPool(
@@ -229,16 +238,27 @@ def _start_hub(site_file: Path) -> None:
 def up() -> int:
     if os.geteuid() != 0:
         raise SystemExit("devstack up: run as root (servers run as the demo users' uids)")
+    from .accounts import ensure_homes
+    from .nss import enable_extrausers
+
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    DEMO_DIR.chmod(0o755)  # students reach the course repositories in it (the hub's state folder is 0700)
     down(quiet=True)
     server = _start_ldap()
+    ensure_homes(DEMO_USERS, HOME_BASE)
+    # The login node is this machine: its NSS learns the demo's people (a terminal's prompt has a name).
+    print(enable_extrausers(DEMO_USERS, HOME_BASE))
     pool = _start_pool(server)
+    site = demo_site(pool)
+    print(publish_demo_course(site, DEMO_USERS, HOME_BASE))
     site_file = DEMO_DIR / "site.yaml"
-    site_file.write_text(yaml.safe_dump(demo_site(pool), sort_keys=False))
+    site_file.write_text(yaml.safe_dump(site, sort_keys=False))
     _start_hub(site_file)
     print(f"\nthe demo is up: {HUB_URL}  (logs: {LOG_DIR / 'hub.log'}; site file: {site_file})")
     for user in DEMO_USERS:
-        print(f"  {user.uid:6} password {user.password:10} group {user.group}")
+        print(f"  {user.uid:6} password {user.password:10} group {user.group:12} role {GROUP_ROLES[user.group]}")
+    print(f"  course {site['courses'][0]['slug']!r}: carol teaches it, the students take it (~/courses/"
+          f"{site['courses'][0]['slug']} at their next server start)")
     return 0
 
 
@@ -248,6 +268,10 @@ def down(quiet: bool = False) -> int:
     _stop_pool()
     _stop("slapd")
     if not quiet:
+        # Only when the demo stops for good: `up` calls this too, and fills NSS again right after.
+        from .nss import disable_extrausers
+
+        print(disable_extrausers())
         print("the demo stopped")
     return 0
 

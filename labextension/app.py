@@ -24,6 +24,7 @@ from .scan.store import PatternStore
 from .tensorboard.handlers import handlers as tensorboard_handlers
 from .tensorboard.manager import TensorBoardManager
 from .tensorboard.private import ENV_DIR, PrivateDir
+from .terminal import use_server_environment
 
 
 class CondorhubLab(ExtensionApp):
@@ -69,6 +70,11 @@ class CondorhubLab(ExtensionApp):
     @default("patterns_file")
     def _default_patterns_file(self):
         return str(Path(jupyter_data_dir()) / "condorhub" / "scan-patterns.json")
+
+    def _link_jupyter_server_extension(self, serverapp):
+        super()._link_jupyter_server_extension(serverapp)
+        # Linking precedes every extension's loading: the terminals extension reads this when it loads.
+        use_server_environment(serverapp)
 
     def initialize_settings(self):
         # Two threads: one scan per click is the normal use; more would only compete for the same disk.
