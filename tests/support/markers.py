@@ -18,6 +18,7 @@ UNIT_TEST_FILES = frozenset(
         "test_code_style.py",
         "test_condor_config.py",
         "test_condor_queue.py",
+        "test_demo_nss.py",
         "test_course_page_units.py",
         "test_course_publish_units.py",
         "test_docs_reference.py",
