@@ -212,6 +212,13 @@ class PoolStatus(SingletonConfigurable):
                 self._remember(None, f"no answer within {self.timeout:g} s")
         return self._snapshot
 
+    def cached(self) -> tuple[PoolSnapshot | None, float | None]:
+        """The latest answer without waiting, and its age in seconds (None, None: never asked yet; a snapshot
+        of None: the pool did not answer). For /hub/metrics (condorhub.metrics), whose scrape cannot wait."""
+        if self._checked_at < 0:
+            return None, None
+        return self._snapshot, time.monotonic() - self._checked_at
+
     def _remember(self, snapshot: PoolSnapshot | None, error: str = "") -> None:
         self._snapshot, self.last_error = snapshot, error
         self._checked_at = time.monotonic()

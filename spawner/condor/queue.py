@@ -32,25 +32,11 @@ from typing import Any
 from traitlets import Float, Unicode, default
 from traitlets.config import SingletonConfigurable
 
+from condorhub.metrics import COLLECTOR_QUERIES, QUEUE_REFRESH_SECONDS, SCHEDD_QUERIES, record_schedd_query
 from condorhub.schema import HTCondorSettings, default_of
 
 from .client import CondorClientError, WorkerLane
 from .jobs import IDLE, Job, Phase, Request, queue_position, wait_reason
-
-try:  # JupyterHub ships prometheus_client; /hub/metrics then shows the query rate.
-    from prometheus_client import Counter, Histogram
-
-    SCHEDD_QUERIES = Counter("condorhub_schedd_queries", "Schedd queries made by the shared queue view")
-    SCHEDD_QUERY_FAILURES = Counter("condorhub_schedd_query_failures", "Schedd queries that failed or timed out")
-    COLLECTOR_QUERIES = Counter("condorhub_collector_queries", "Collector (slot) queries made by the queue view")
-    REFRESH_SECONDS = Histogram("condorhub_queue_refresh_seconds", "Duration of one queue view refresh")
-except ImportError:  # pragma: no cover - the hub always has it
-    SCHEDD_QUERIES = SCHEDD_QUERY_FAILURES = COLLECTOR_QUERIES = REFRESH_SECONDS = None  # type: ignore[assignment]
-
-
-def _count(metric) -> None:
-    if metric is not None:
-        metric.inc()
 
 
 class QueueUnavailable(Exception):
@@ -482,15 +468,16 @@ class HTCondorQueue(SingletonConfigurable):
             )
             self._query_in_flight.add_done_callback(_ignore_result)
             self.stats["schedd_queries"] += 1
-            _count(SCHEDD_QUERIES)
+            SCHEDD_QUERIES.inc()
             ads = await asyncio.wait_for(asyncio.shield(self._query_in_flight), self.query_timeout)
+            record_schedd_query(time.monotonic() - self._query_started_at)  # /hub/metrics: latency, answered
             jobs = [Job.from_ad(ad) for ad in ads]
             mine = {job.id: job for job in jobs if job.hub == self.hub_id}
             idle = [job for job in jobs if job.status == IDLE]
             slots = self.slots
             if any(job.status == IDLE for job in mine.values()):
                 self.stats["collector_queries"] += 1
-                _count(COLLECTOR_QUERIES)
+                COLLECTOR_QUERIES.inc()
                 try:
                     slots = await asyncio.wait_for(
                         self._start_call("query", "query_slots", timeout=self.query_timeout), self.query_timeout + 1
@@ -501,7 +488,7 @@ class HTCondorQueue(SingletonConfigurable):
         except (TimeoutError, CondorClientError) as err:
             message = str(err) or f"no answer within {self.query_timeout:g} s"
             self.stats["failed_queries"] += 1
-            _count(SCHEDD_QUERY_FAILURES)
+            record_schedd_query(None)  # /hub/metrics: a failed (or refused while one hangs) schedd query
             if self._unknown_since is None:
                 self._unknown_since = time.monotonic()
                 self.log.warning("HTCondor queue unknown: %s (servers are kept for %g s)", message, self.unknown_grace)
@@ -519,8 +506,7 @@ class HTCondorQueue(SingletonConfigurable):
             self.generation += 1
             changed, self._changed = self._changed, asyncio.Event()
             changed.set()
-            if REFRESH_SECONDS is not None:
-                REFRESH_SECONDS.observe(time.monotonic() - started)
+            QUEUE_REFRESH_SECONDS.observe(time.monotonic() - started)
 
     async def _after_refresh(self) -> None:
         # Retry removals the schedd missed, for jobs it still lists.

@@ -32,6 +32,7 @@ from jupyterhub.apihandlers import default_handlers
 from tornado import web
 from traitlets import Bool, Dict, Float, Instance, Integer, Unicode, default
 
+from condorhub.metrics import record_queue_wait
 from condorhub.schema import CondorProfile, HTCondorSettings, default_of, parse_duration, parse_memory
 
 from ..loginnode import PosixIdentity
@@ -406,6 +407,11 @@ class HTCondorSpawner(BatchSpawnerBase):
                     await queue.next_refresh(timeout=queue.query_timeout + queue.min_query_interval)
                     continue
                 if job.phase == Phase.running:
+                    # The schedd's own times when it has them (our view may see the start a poll cycle late).
+                    waited = (
+                        job.start_date - job.qdate if job.start_date and job.qdate else time.time() - self.submitted_at
+                    )
+                    record_queue_wait(self.profile.slug if self.profile is not None else "", waited)
                     return job
                 if job.phase == Phase.held:
                     raise self._fail(f"HTCondor held your server's job {self.job_id}: {job.hold_reason}")
