@@ -12,8 +12,9 @@ What ``up`` does (everything per run lives in ``run_dir``; the cached root stays
     run_dir/
       upper/, work/    the overlay's writable layer: what this run changed (condor's logs in
                        upper/var/log/condor stay there after ``down``, for a look)
-      root/            the node: overlay of the cached root, with /proc, /dev, /run, /tmp and the
-                       users' homes (``home_base``, at the same path) mounted in
+      root/            the node: overlay of the cached root, with /proc, /dev, /run, /tmp, the
+                       users' homes (``home_base``, at the same path) and, read-only, the hub's course
+                       repositories (``courses_dir``, at the same path) mounted in
       inventory/       the one-host inventory of this run (group_vars hold the signing key: 0600)
       ansible-apply.log  the run's ``ansible-playbook site.yml``
       services/        the daemons' output (nslcd, condor_master)
@@ -110,6 +111,9 @@ class HTCondorPool:
     :param ldap_base: search base for nslcd, e.g. ``dc=condorhub,dc=test``.
     :param home_base: host folder bind-mounted at the same path in the node (the users' homes; NFS in
         production).
+    :param courses_dir: host folder bind-mounted read-only at the same path in the node: the hub's course
+        repositories (the site file's ``hub.courses_dir``), as nfs_client mounts them on an execute node; the
+        roles make the node's git trust the repositories in it.
     :param hub_identity: the IDTOKEN identity of the hub (queue super user).
     :param uid_domain: the pool's domain (UID_DOMAIN and FILESYSTEM_DOMAIN; identities are ``user@domain``).
     :param port: the shared port (collector) on 127.0.0.1.
@@ -135,6 +139,7 @@ class HTCondorPool:
         ldap_base: str | None = None,
         home_base: str | os.PathLike[str] | None = None,
         *,
+        courses_dir: str | os.PathLike[str] | None = None,
         hub_identity: str = DEFAULT_HUB_IDENTITY,
         uid_domain: str = DEFAULT_UID_DOMAIN,
         port: int = 9618,
@@ -157,6 +162,7 @@ class HTCondorPool:
         if (ldap_uri is None) != (ldap_base is None):
             raise ValueError("give both ldap_uri and ldap_base, or neither")
         self.home_base = Path(home_base).absolute() if home_base else None
+        self.courses_dir = Path(courses_dir).absolute() if courses_dir else None
         self.hub_identity = hub_identity
         self.uid_domain = uid_domain
         self.port = port
@@ -374,6 +380,11 @@ class HTCondorPool:
         if self.home_base:
             self.home_base.mkdir(parents=True, exist_ok=True)
             mounts.bind(self.home_base, self.home_base)
+        if self.courses_dir:
+            # Read-only, as execute nodes mount it: a server in the node can pull courses, never change them.
+            self.courses_dir.mkdir(parents=True, exist_ok=True)
+            target = mounts.bind(self.courses_dir, self.courses_dir)
+            nr._run(["mount", "-o", "remount,bind,ro", str(target)], step="make the courses folder read-only")
 
     def _apply_roles(self) -> None:
         """site.yml with this run's settings: the roles converge the cached node to them."""
@@ -388,6 +399,8 @@ class HTCondorPool:
             signing_key=secrets.token_urlsafe(32), domain=self.uid_domain, hub_identity=self.hub_identity,
             num_gpus=self.num_gpus, num_cpus=self.num_cpus, group_quotas=self.group_quotas,
             cache_dir=self.cache_dir)
+        if self.courses_dir:
+            variables["condorhub_courses_dir"] = str(self.courses_dir)
         inventory = nr.write_inventory(self.run_dir / "inventory", variables)
         roles_seen: list[str] = []
 
@@ -648,6 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("--ldap-uri")
     p_up.add_argument("--ldap-base")
     p_up.add_argument("--home-base", help="host folder of the users' homes (same path inside)")
+    p_up.add_argument("--courses-dir", help="host folder of the hub's course repositories (same path inside, read-only)")
     p_up.add_argument("--probe-user", help="wait until this user resolves through LDAP")
     p_up.add_argument("--ldap-bind-dn", help="DN nslcd binds as (a read-only service account)")
     p_up.add_argument("--ldap-bind-password-file", help="file holding that DN's password")
@@ -679,6 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError:
                 parser.error(f"--group-quota {item!r}: give GROUP=SHARE with SHARE a number, e.g. group_students=0.5")
         pool = HTCondorPool(args.run_dir, args.ldap_uri, args.ldap_base, args.home_base,
+                            courses_dir=args.courses_dir,
                             hub_identity=args.hub_identity, port=args.port, num_gpus=args.gpus,
                             group_quotas=quotas, probe_user=args.probe_user,
                             install_condorhub=not args.no_condorhub, ldap_bind_dn=args.ldap_bind_dn,

@@ -43,11 +43,16 @@ def condor_pool(slapd, ldap_home_base):
     ensure_homes(DEMO_USERS, ldap_home_base)
     nslcd_dn, nslcd_password = ensure_service_account(slapd, "nslcd", "NSS lookups of the GPU nodes")
     run_dir = scratch_dir("condorhub-pool-")
+    # A hub of the condor tests with courses keeps their repositories here (hub.courses_dir): the node sees
+    # it read-only at the same path, as an execute node mounts the hub's courses folder.
+    courses_base = scratch_dir("condorhub-pool-courses-")
+    courses_base.chmod(0o755)
     pool = HTCondorPool(
         run_dir,
         ldap_uri=slapd.uri,
         ldap_base=slapd.suffix,
         home_base=ldap_home_base,
+        courses_dir=courses_base,
         probe_user=DEMO_USERS[0].uid,
         ldap_bind_dn=nslcd_dn,
         ldap_bind_password=nslcd_password,
@@ -76,6 +81,7 @@ def condor_pool(slapd, ldap_home_base):
         finally:
             _keep_logs(pool)
             shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(courses_base, ignore_errors=True)
 
 
 def _keep_logs(pool: HTCondorPool) -> None:
