@@ -26,6 +26,8 @@ UNIT_TEST_FILES = frozenset(
         "test_lab_jobs_units.py",
         "test_profile_choice.py",
         "test_pool_status.py",
+        "test_scan_pattern_syntax.py",
+        "test_server_status.py",
         "test_site_config.py",
         "test_throttle.py",
         "test_unit_marker.py",
