@@ -24,6 +24,7 @@ UNIT_TEST_FILES = frozenset(
         "test_docs_reference.py",
         "test_known_browsers.py",
         "test_lab_jobs_units.py",
+        "test_metrics_units.py",
         "test_profile_choice.py",
         "test_pool_status.py",
         "test_scan_pattern_syntax.py",
