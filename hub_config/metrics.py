@@ -245,8 +245,10 @@ class MetricsTokenError(ValueError):
     """The metrics token file is missing, empty or readable by others; the message says how to fix it."""
 
 
-def read_token_file(path: os.PathLike | str) -> str:
-    """The metrics service's token, from a root-owned file no other user may read (the prometheus group may)."""
+def read_token_file(path: os.PathLike | str, owner_uid: int = 0) -> str:
+    """The metrics service's token, from a root-owned file no other user may read (the prometheus group may).
+
+    ``owner_uid`` is the owner required (root; the unit tests run as anyone)."""
     try:
         # O_NOFOLLOW and fstat on what was opened: a link planted in the path is refused, and the checks below
         # are about the very file read.
@@ -261,7 +263,7 @@ def read_token_file(path: os.PathLike | str) -> str:
     with os.fdopen(fd) as fh:
         info = os.fstat(fh.fileno())
         token = fh.read(4096).strip() if stat.S_ISREG(info.st_mode) else ""
-    if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IRWXO):
+    if info.st_uid != owner_uid or info.st_mode & (stat.S_IWGRP | stat.S_IRWXO):
         raise MetricsTokenError(
             f"metrics.token_file {path} must be owned by root and neither writable by its group nor readable by "
             f"others (it is uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):04o}): "
