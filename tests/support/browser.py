@@ -46,10 +46,11 @@ def screenshot(page, name: str) -> Path:
 
 
 def login_to_lab(page, hub_url: str, user: str, password: str | None = None, timeout_ms: int = 90_000) -> None:
-    """Log in on the hub's page as a person does and wait for the Lab's launcher (the server started)."""
+    """Log in on the hub's page as a person does and wait for the Lab (the server started): its launcher, or
+    a tab of the main area, which the Lab restores from the user's last layout (a scan browser, a notebook)."""
     page.goto(f"{hub_url}/hub/login")
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", password or f"{user}-pw")
     page.click("input[type=submit], button[type=submit]")
     page.wait_for_url(f"{hub_url}/user/{user}/lab**", timeout=timeout_ms)
-    page.wait_for_selector(".jp-Launcher, .jp-LauncherCard", timeout=timeout_ms)
+    page.wait_for_selector(".jp-Launcher, .jp-LauncherCard, #jp-main-dock-panel .lm-TabBar-tab", timeout=timeout_ms)
