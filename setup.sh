@@ -123,6 +123,9 @@ case "${1:-}" in
         # condorhub.data's remote-read tests start a real XRootD server on loopback (it runs as the
         # package's xrootd user; the package's systemd units are templates and start nothing)
         apt_install xrootd-server
+        # tests/test_prometheus_metrics.py: Debian's Prometheus (and promtool) scraping a test hub, run by the
+        # test on a free port as the package's prometheus account
+        apt_install prometheus
         install_im
         step "running every test"
         cd "$REPO"
