@@ -137,7 +137,7 @@ def profile_summary(profile: AnyProfile) -> str:
     summary = f"{float(profile.cpus):g} CPU, {format_memory(profile.memory)} memory"
     if isinstance(profile, CondorProfile):
         if profile.gpus:
-            summary += f", {profile.gpus} GPU"
+            summary += f", {profile.gpus} GPU{'s' if profile.gpus > 1 else ''}"
         summary += f", runs at most {format_duration(profile.runtime)}"
     return summary
 
@@ -165,23 +165,24 @@ def render_form(profiles: Sequence[AnyProfile], load: Mapping[str, ProfileLoad |
     for index, profile in enumerate(profiles):
         slug = html.escape(profile.slug)
         checked = " checked" if index == 0 else ""
+        description = f"<br><small>{html.escape(profile.description)}</small>" if profile.description else ""
         busy = ""
         if profile.slug in load:
             entry = load[profile.slug]
+            # Bootstrap 5's "-emphasis" colours: readable on the form's white (plain text-warning is not).
             if entry is None:
-                css, text = "condorhub-pool-unknown text-muted", POOL_UNKNOWN
+                css, text = "condorhub-pool-unknown text-body-secondary", POOL_UNKNOWN
             elif entry.would_wait:
-                css, text = "condorhub-would-wait text-warning", entry.message
+                css, text = "condorhub-would-wait text-warning-emphasis", entry.message
             else:
-                css, text = "condorhub-free text-success", entry.message
+                css, text = "condorhub-free text-success-emphasis", entry.message
             busy = f'<br><small class="condorhub-busy {css}" data-profile="{slug}">{html.escape(text)}</small>'
         rows.append(
             f"""
   <label class="condorhub-profile" for="profile-{slug}" style="display:block;margin:0.5em 0">
     <input type="radio" name="profile" id="profile-{slug}" value="{slug}"{checked}>
     <strong>{html.escape(profile.display_name)}</strong>
-    <span class="text-muted">({html.escape(profile_summary(profile))})</span><br>
-    <small>{html.escape(profile.description)}</small>{busy}
+    <span class="text-muted">({html.escape(profile_summary(profile))})</span>{description}{busy}
   </label>"""
         )
     return '<fieldset class="condorhub-profiles"><legend>Resource profile</legend>' + "".join(rows) + "\n</fieldset>"

@@ -86,7 +86,8 @@ def test_the_form_says_what_a_profile_gives_its_runtime_limit_and_that_it_would_
     html = render_form([LOGIN, GPU_PROFILE], {"gpu-1": ProfileLoad("No free GPU now: 2 servers waiting; your "
                                                                    "server will queue.", would_wait=True)})
     assert "(4 CPU, 16G memory, 1 GPU, runs at most 8 h)" in html
-    assert 'class="condorhub-busy condorhub-would-wait text-warning" data-profile="gpu-1">No free GPU now' in html
+    assert "2 GPUs, runs" in profile_summary(GPU_PROFILE.model_copy(update={"gpus": 2}))
+    assert 'class="condorhub-busy condorhub-would-wait text-warning-emphasis" data-profile="gpu-1">No free GPU now' in html
     # The login node has no pool status and no runtime limit.
     assert "(1 CPU, 2G memory)" in html and html.count("condorhub-busy") == 1
     assert POOL_UNKNOWN in render_form([GPU_PROFILE], {"gpu-1": None})

@@ -10,8 +10,10 @@ alice's 1-GPU server waits in the queue, and bob opens the form.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import time
 
 import htcondor2
@@ -21,7 +23,16 @@ from devstack import node_root as wr
 from tests.support.browser import chromium_page, screenshot
 from tests.support.hub import Hub, demo_site
 from tests.support.scratch import scratch_dir
-from tests.test_condor_e2e import condor_profiles, hub_jobs, login, messages, start_server, stop_server, wait_for
+from tests.test_condor_e2e import (
+    condor_profiles,
+    hub_jobs,
+    login,
+    messages,
+    schedd_pids,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.condor, pytest.mark.e2e, pytest.mark.ldap, pytest.mark.browser]
 
@@ -58,10 +69,10 @@ def _fqdn() -> str:
 
 
 def busy_line(form: str, slug: str) -> str:
-    """The form's busy-ness sentence for one profile (its class says whether the server would wait)."""
+    """The form's busy-ness sentence for one profile, after its class (whether the server would wait)."""
     match = re.search(rf'<small class="condorhub-busy ([^"]+)" data-profile="{re.escape(slug)}">([^<]*)</small>', form)
     assert match, f"no pool status for {slug} in the form:\n{form[-3000:]}"
-    return f"{match.group(1)}: {match.group(2)}"
+    return f"{match.group(1).split()[0]}: {match.group(2)}"
 
 
 @pytest.fixture
@@ -103,8 +114,8 @@ def test_the_form_shows_free_gpus_and_then_that_a_gpu_server_would_wait(hub, con
     form = bob.http.get(f"{hub.url}/hub/spawn", timeout=30).text
     # What each profile gives, its runtime limit written as people write it.
     assert "(1 CPU, 1G memory, 1 GPU, runs at most 1 h)" in form
-    assert busy_line(form, "gpu-1") == "condorhub-free text-success: 2 of 2 GPUs free, room for 2 more servers like this."
-    assert busy_line(form, "gpu-2").startswith("condorhub-free text-success: 2 of 2 GPUs free, room for 1 more server")
+    assert busy_line(form, "gpu-1") == "condorhub-free: 2 of 2 GPUs free, room for 2 more servers like this."
+    assert busy_line(form, "gpu-2").startswith("condorhub-free: 2 of 2 GPUs free, room for 1 more server")
 
     request.getfixturevalue("both_gpus_taken")
     # alice's 1-GPU server waits for a GPU in the queue.
@@ -113,7 +124,7 @@ def test_the_form_shows_free_gpus_and_then_that_a_gpu_server_would_wait(hub, con
     wait_for("alice's server job to queue", lambda: [j for j in hub_jobs(hub, 'CondorhubUser == "alice"')
                                                     if j["JobStatus"] == 1], timeout=60)
     try:
-        waiting = "condorhub-would-wait text-warning: No free GPU now: 1 server waiting; your server will queue."
+        waiting = "condorhub-would-wait: No free GPU now: 1 server waiting; your server will queue."
         seen: list[str] = []
 
         def form_says_wait() -> bool:
@@ -125,7 +136,15 @@ def test_the_form_shows_free_gpus_and_then_that_a_gpu_server_would_wait(hub, con
                  context=lambda: f"{seen}\n{hub.log_tail(30)}")
         assert seen[2] == waiting
         # The CPU profile still starts at once: no server waits for a CPU-only slot.
-        assert seen[0].startswith("condorhub-free text-success: Free now, room for"), seen
+        assert seen[0].startswith("condorhub-free: Free now, room for"), seen
+        with chromium_page() as page:  # as bob sees it (logging in without a server lands on the form)
+            page.goto(f"{hub.url}/hub/login")
+            page.fill("input[name=username]", "bob")
+            page.fill("input[name=password]", "bob-pw")
+            page.click("input[type=submit], button[type=submit]")
+            page.wait_for_selector(".condorhub-busy[data-profile=gpu-1]", timeout=60_000)
+            assert page.locator(".condorhub-busy[data-profile=gpu-1]").inner_text() == waiting.split(": ", 1)[1]
+            screenshot(page, "spawn-form-pool-busy")
     finally:
         stop_server(alice, "alice")
 
@@ -163,3 +182,32 @@ def test_the_home_page_shows_the_servers_job_node_and_counts_down_to_its_runtime
             screenshot(page, "home-server-status")
     finally:
         stop_server(alice, "alice")
+
+
+def test_a_pool_that_does_not_answer_leaves_the_form_working_and_says_so(hub, condor_pool):
+    bob = login(hub, "bob")
+    time.sleep(2.5)  # past PoolStatus.max_age (2 s here): the next form asks the pool again
+    pids = schedd_pids(condor_pool)
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # the schedd query now hangs
+    try:
+        started = time.monotonic()
+        page = bob.http.get(f"{hub.url}/hub/spawn", timeout=30)
+        took = time.monotonic() - started
+        assert page.status_code == 200
+        unknown = "condorhub-pool-unknown: Pool status unknown (the pool did not answer in time); you can "
+        assert busy_line(page.text, "gpu-1").startswith(unknown), busy_line(page.text, "gpu-1")
+        # Within PoolStatus.timeout (3 s) and a little: the form never waits for the pool's own timeouts.
+        assert took < 6, f"the form took {took:.1f} s"
+        assert 'value="gpu-1"' in page.text and 'value="cpu"' in page.text  # every profile can still be chosen
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    # The pool answers again: the form shows its status again (after max_age).
+    wait_for(
+        "the form to show the pool's status again",
+        lambda: "condorhub-free" in busy_line(bob.http.get(f"{hub.url}/hub/spawn", timeout=30).text, "gpu-1"),
+        timeout=60,
+        interval=1,
+    )
