@@ -204,7 +204,14 @@ def _refresh_in_background(pool: Any) -> None:
         return  # not on the hub's event loop (a test rendering the registry): report what is cached
     future = asyncio.ensure_future(pool.snapshot())
     _background.add(future)
-    future.add_done_callback(_background.discard)
+    future.add_done_callback(_done)
+
+
+def _done(future: asyncio.Future) -> None:
+    _background.discard(future)
+    # PoolStatus logs and caches its own failures; retrieving the outcome keeps asyncio from logging it again.
+    if not future.cancelled():
+        future.exception()
 
 
 # -- wiring into the hub --------------------------------------------------------------------------------
