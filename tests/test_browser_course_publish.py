@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -142,8 +143,10 @@ def stop_server(client: HubClient, user: str) -> None:
         time.sleep(0.5)
 
 
-def server_token(user: str) -> str:
-    """The API token of ``user``'s running server, from its process's environment (root sees the node's)."""
+def server_token(hub: Hub, user: str) -> str:
+    """The API token of ``user``'s running server of ``hub``, from its process's environment (root sees the
+    node's too; other hubs of a test run may have servers of the same user)."""
+    hub_api = hub.site["hub"]["hub_bind_url"].rstrip("/").encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -152,7 +155,11 @@ def server_token(user: str) -> str:
         except OSError:
             continue
         env = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-        if env.get(b"JUPYTERHUB_USER") == user.encode() and b"JUPYTERHUB_API_TOKEN" in env:
+        if (
+            env.get(b"JUPYTERHUB_USER") == user.encode()
+            and env.get(b"JUPYTERHUB_API_URL", b"").startswith(hub_api)
+            and b"JUPYTERHUB_API_TOKEN" in env
+        ):
             return env[b"JUPYTERHUB_API_TOKEN"].decode()
     raise AssertionError(f"no running server process of {user}")
 
@@ -173,6 +180,16 @@ def lab_api(client: HubClient, user: str, method: str, path: str, **kw) -> reque
     return client.http.request(
         method, f"{client.url}/user/{user}/condorhub/api/{path}", headers={"X-XSRFToken": xsrf}, timeout=90, **kw
     )
+
+
+def visit(client: HubClient, owner: str) -> None:
+    """Open ``owner``'s Lab as another user may (JupyterHub asks "Authorize access?" once; the test confirms)."""
+    page = client.http.get(f"{client.url}/user/{owner}/lab", timeout=30)
+    if page.status_code == 200 and "/hub/api/oauth2/authorize" in page.url:
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+        scopes = re.findall(r'<input type="hidden" name="scopes" value="([^"]*)"', page.text)
+        page = client.http.post(page.url, data={**fields, "scopes": scopes}, timeout=30)
+    assert page.status_code == 200 and page.url.startswith(f"{client.url}/user/{owner}/"), page.url
 
 
 def wait_for_course(client: HubClient, user: str, slug: str, timeout: float = 120) -> dict:
@@ -294,7 +311,7 @@ def test_the_lab_refuses_bad_input_and_nothing_is_published(hub, carol, ldap_hom
 def test_only_a_servers_own_token_publishes_and_only_as_its_owner(hub, carol, ldap_home_base):
     write_as(ldap_home_base, "carol", "teaching/bytoken/notes.md", "published with carol's server token\n")
     write_as(ldap_home_base, "alice", "mine/notes.md", "alice's own\n")
-    carol_token = server_token("carol")
+    carol_token = server_token(hub, "carol")
 
     # carol's server token is what the Lab uses: it lists her course and publishes as carol.
     teaching = with_token(hub, carol_token, "GET", "/condorhub/teaching")
@@ -309,12 +326,17 @@ def test_only_a_servers_own_token_publishes_and_only_as_its_owner(hub, carol, ld
     start_server(alice, "alice", "login-node")
     try:
         alice.wait_for_server("alice")
-        alice_token = server_token("alice")
+        alice_token = server_token(hub, "alice")
         assert with_token(hub, alice_token, "GET", "/condorhub/teaching").json()["courses"] == []
         refused = with_token(hub, alice_token, "POST", "/condorhub/courses/dl-lab/publish", {"folder": "mine"})
         assert refused.status_code == 403 and "Only instructors of" in refused.json()["message"], refused.text
         # Through her Lab as well: the teaching list is empty, so the menu item is not shown.
         assert lab_api(alice, "alice", "GET", "courses/teaching").json()["courses"] == []
+        # carol may open her student's server (the course's RBAC), but not publish through it: that would be
+        # with alice's token, in alice's name. Her server refuses before asking the hub.
+        visit(carol, "alice")
+        visitor = lab_api(carol, "alice", "POST", "courses/publish", json={"course": "dl-lab", "path": "mine"})
+        assert visitor.status_code == 403 and "Only alice may publish from this server" in visitor.json()["message"]
     finally:
         stop_server(alice, "alice")
 
@@ -322,7 +344,7 @@ def test_only_a_servers_own_token_publishes_and_only_as_its_owner(hub, carol, ld
     dave = login(hub, "dave")
     start_server(dave, "dave", "login-node")
     try:
-        dave_token = server_token("dave")
+        dave_token = server_token(hub, "dave")
         assert [c["slug"] for c in with_token(hub, dave_token, "GET", "/condorhub/teaching").json()["courses"]] == [
             "thesis-notes"
         ]
@@ -330,6 +352,10 @@ def test_only_a_servers_own_token_publishes_and_only_as_its_owner(hub, carol, ld
         assert refused.status_code == 403 and "Only instructors of Deep learning lab" in refused.json()["message"]
     finally:
         stop_server(dave, "dave")
+
+    # No valid token at all: a 403 in words (an API answers, it does not redirect to the login page).
+    bogus = with_token(hub, "not-a-token", "GET", "/condorhub/teaching")
+    assert bogus.status_code == 403 and "invalid credentials" in bogus.json()["message"], bogus.text
 
     # A token carol made for something else (reading her own name) may not publish, although she may.
     made = carol.api("POST", "/users/carol/tokens", json={"scopes": ["read:users:name!user"], "note": "narrow"})

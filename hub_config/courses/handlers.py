@@ -120,6 +120,13 @@ class _CourseAPIHandler(APIHandler):
         self.courses_dir = courses_dir
         self.publish_settings = settings
 
+    def caller(self):
+        """The user making the request; 403 (not tornado's redirect to the login page: an API) without one."""
+        user = self.current_user
+        if user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials: log in, or send a valid token.")
+        return user
+
     def may_publish(self) -> bool:
         return self.has_scope(PUBLISH_SCOPE)
 
@@ -136,9 +143,8 @@ class CourseTeachingHandler(_CourseAPIHandler):
     error: the Lab asks at every start to decide whether to show the menu item.
     """
 
-    @web.authenticated
     async def get(self):
-        user = self.current_user
+        user = self.caller()
         groups = _group_names(user)
         mine = []
         if self.may_publish():
@@ -156,9 +162,8 @@ class CoursePublishHandler(_CourseAPIHandler):
     :data:`PUBLISH_SCOPE`; the reply says what was published.
     """
 
-    @web.authenticated
     async def post(self, slug: str):
-        user = self.current_user
+        user = self.caller()
         course = self.courses.get(slug)
         if course is None:
             raise web.HTTPError(404, f"There is no course {slug!r}.")
