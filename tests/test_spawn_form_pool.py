@@ -111,7 +111,12 @@ def both_gpus_taken(condor_pool, ldap_home_base):
 
 def test_the_form_shows_free_gpus_and_then_that_a_gpu_server_would_wait(hub, condor_pool, request):
     bob = login(hub, "bob")
+    started = time.monotonic()
     form = bob.http.get(f"{hub.url}/hub/spawn", timeout=30).text
+    print(f"spawn form, pool asked: {time.monotonic() - started:.2f} s")
+    started = time.monotonic()
+    bob.http.get(f"{hub.url}/hub/spawn", timeout=30)
+    print(f"spawn form, cached pool status: {time.monotonic() - started:.2f} s")
     # What each profile gives, its runtime limit written as people write it.
     assert "(1 CPU, 1G memory, 1 GPU, runs at most 1 h)" in form
     assert busy_line(form, "gpu-1") == "condorhub-free: 2 of 2 GPUs free, room for 2 more servers like this."
@@ -200,6 +205,7 @@ def test_a_pool_that_does_not_answer_leaves_the_form_working_and_says_so(hub, co
         assert busy_line(page.text, "gpu-1").startswith(unknown), busy_line(page.text, "gpu-1")
         # Within PoolStatus.timeout (3 s) and a little: the form never waits for the pool's own timeouts.
         assert took < 6, f"the form took {took:.1f} s"
+        print(f"spawn form with a hung schedd: {took:.2f} s")
         assert 'value="gpu-1"' in page.text and 'value="cpu"' in page.text  # every profile can still be chosen
     finally:
         for pid in pids:
