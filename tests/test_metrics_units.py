@@ -14,8 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
+from traitlets.config import Config
 
 from condorhub import metrics
+from condorhub.schema import SiteConfig
 from condorhub.spawner.condor.pool_status import PoolSnapshot, PoolStatus
 
 
@@ -184,3 +186,34 @@ def test_a_token_file_of_another_owner_is_refused_and_a_good_one_read(tmp_path):
     with pytest.raises(metrics.MetricsTokenError, match="must be owned by root"):
         metrics.read_token_file(path, owner_uid=os.geteuid() + 1)
 
+
+
+def site_with(token_file) -> SiteConfig:
+    return SiteConfig.model_validate(
+        {
+            "ldap": {
+                "server_address": "ldap.example.org",
+                "bind_dn_template": ["uid={username},ou=people,dc=example,dc=org"],
+                "user_search_base": "ou=people,dc=example,dc=org",
+            },
+            "profiles": [{"slug": "login-node", "kind": "login_node", "display_name": "Login node", "roles": ["student"]}],
+            "metrics": {"token_file": str(token_file)} if token_file else {},
+        }
+    )
+
+
+def test_the_hub_stops_at_start_naming_the_token_file_and_the_fix(tmp_path, capsys):
+    path = tmp_path / "prometheus.token"
+    path.write_text("ab" * 32)
+    path.chmod(0o644)
+    with pytest.raises(SystemExit) as stop:
+        metrics.apply_metrics(Config(), site_with(path))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"condorhub: metrics.token_file {path} must be owned by root") and "chmod 0640" in err
+
+
+def test_without_a_token_file_no_service_is_added():
+    c = Config()
+    metrics.apply_metrics(c, site_with(None))
+    assert "services" not in c.JupyterHub and "load_roles" not in c.JupyterHub
