@@ -28,7 +28,7 @@ from devstack import node_root as wr
 from tests.support.hub import Hub, demo_site
 from tests.support.ports import free_port
 from tests.support.scratch import scratch_dir
-from tests.test_condor_e2e import condor_profiles, login, wait_for
+from tests.test_condor_e2e import condor_profiles, login, messages, start_server, stop_server, wait_for
 
 pytestmark = [pytest.mark.condor, pytest.mark.e2e, pytest.mark.ldap]
 
@@ -191,6 +191,27 @@ def test_prometheus_sees_alices_running_server_and_the_pools_gpus(hub, prometheu
     r = alice.api("DELETE", "/users/alice/server")
     assert r.status_code in (202, 204), r.text
     value_becomes(prometheus, 'sum(condorhub_servers{profile="login-node"})', 0)
+
+
+def test_a_batch_servers_queue_wait_and_the_schedd_queries_reach_prometheus(hub, prometheus):
+    # bob's CPU server runs as an HTCondor job: counted as running under its profile, its wait in the queue
+    # observed once, and the hub's schedd queries counted with their latency.
+    bob = login(hub, "bob")
+    events = start_server(bob, "bob", "cpu")
+    assert events[-1].get("ready"), messages(events)
+    try:
+        value_becomes(prometheus, 'condorhub_servers{phase="running",profile="cpu"}', 1)
+        value_becomes(prometheus, 'condorhub_queue_wait_seconds_count{profile="cpu"}', 1)
+        # An empty pool starts the job within seconds: the one observation is in a bucket of at most a minute.
+        assert list(query(prometheus, 'condorhub_queue_wait_seconds_bucket{profile="cpu",le="60.0"}').values()) == [1]
+        (queries,) = query(prometheus, "condorhub_schedd_queries_total").values()
+        (answered,) = query(prometheus, "condorhub_schedd_query_seconds_count").values()
+        (failed,) = query(prometheus, "condorhub_schedd_query_failures_total").values()
+        assert queries >= 1 and answered >= 1 and queries >= answered
+        assert failed == 0
+    finally:
+        stop_server(bob, "bob")
+    value_becomes(prometheus, 'sum(condorhub_servers{profile="cpu"})', 0)
 
 
 def _target(hub) -> str:
