@@ -217,3 +217,21 @@ def test_without_a_token_file_no_service_is_added():
     c = Config()
     metrics.apply_metrics(c, site_with(None))
     assert "services" not in c.JupyterHub and "load_roles" not in c.JupyterHub
+
+
+def test_the_token_the_prometheus_role_writes_is_the_one_the_hubs_site_file_names():
+    """One path, restated once per role (each role's defaults stand alone): the same literal; the jupyterhub role
+    names it in the site file only with Prometheus on, and Prometheus sends it as its credentials file."""
+    import re
+    from pathlib import Path
+
+    roles = Path(__file__).resolve().parents[1] / "ansible/roles"
+    literal = re.compile(r"condorhub_metrics_token_file \| default\('([^']+)'\)")
+    prometheus = literal.findall((roles / "prometheus/defaults/main.yml").read_text())
+    jupyterhub = literal.findall((roles / "jupyterhub/defaults/main.yml").read_text())
+    assert prometheus == jupyterhub == ["/etc/condorhub/prometheus.token"]
+    assert "if condorhub_prometheus | default(false) | bool else ''" in (roles / "jupyterhub/defaults/main.yml").read_text()
+    assert "'metrics': {'token_file': jupyterhub_metrics_token_file}" in (
+        roles / "jupyterhub/templates/site.yaml.j2"
+    ).read_text()
+    assert "credentials_file: {{ prometheus_hub_token_file }}" in (roles / "prometheus/templates/prometheus.yml.j2").read_text()
