@@ -353,6 +353,16 @@ class LoginNodeProfile(Strict):
     roles: list[Role] = Field(min_length=1, description="Roles that may start this profile.")
     cpus: float = Field(1, gt=0, le=256, description="CPU cores (a guideline on the login node, shown to the user).")
     memory: MemorySize = Field(written("2G"), description="Memory limit (a guideline on the login node).")
+    idle_timeout: Duration | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Stop this profile's servers after this long without activity (no browser tab talking to it, "
+            "no kernel busy or producing output, no terminal in use); a kernel running a cell counts as "
+            "active however long it runs. Unset: `culling.idle_timeout`. Give GPU profiles a short one so "
+            "a forgotten server gives its GPU back to the next student in the queue."
+        ),
+    )
 
 
 class CondorProfile(Strict):
@@ -382,6 +392,16 @@ class CondorProfile(Strict):
     gpus_minimum_memory: MemorySize | None = Field(
         None, description="Least memory each GPU must have, e.g. 16G (HTCondor `gpus_minimum_memory`)."
     )
+    idle_timeout: Duration | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Stop this profile's servers after this long without activity (no browser tab talking to it, "
+            "no kernel busy or producing output, no terminal in use); a kernel running a cell counts as "
+            "active however long it runs. Unset: `culling.idle_timeout`. Give GPU profiles a short one so "
+            "a forgotten server gives its GPU back to the next student in the queue."
+        ),
+    )
 
     @field_validator("runtime")
     @classmethod
@@ -406,6 +426,35 @@ class CondorProfile(Strict):
 PROFILE_KINDS: dict[str, type[Strict]] = {"login_node": LoginNodeProfile, "condor": CondorProfile}
 
 Profile = Annotated[LoginNodeProfile | CondorProfile, Field(discriminator="kind")]
+
+
+class CullingSettings(Strict):
+    """Idle culling: jupyterhub-idle-culler, run by the hub as a service, stops servers nobody uses."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Run the idle culler. Off: servers run until their user stops them or, for `condor` profiles, "
+            "until their `runtime` limit, holding their GPUs all that time."
+        ),
+    )
+    idle_timeout: Duration = Field(
+        written("2h"),
+        gt=0,
+        description="Idle timeout of the profiles that set no `idle_timeout` of their own.",
+    )
+    check_interval: Duration = Field(
+        written("1m"),
+        gt=0,
+        description=(
+            "How often the culler looks at every server (one request for the list of users). A server is "
+            "stopped between its idle timeout and that plus this interval plus the servers' activity report "
+            "interval (a third of the shortest idle timeout, at most 5 min)."
+        ),
+    )
+    concurrency: int = Field(
+        10, ge=1, le=100, description="Most requests the culler sends the hub at once (it stops servers in parallel)."
+    )
 
 
 class CourseSettings(Strict):
@@ -734,6 +783,10 @@ class SiteConfig(Strict):
     profiles: list[Profile] = Field(
         min_length=1,
         description="Resource profiles people can choose from, in the order the spawn form shows them.",
+    )
+    culling: CullingSettings = Field(
+        default_factory=CullingSettings,
+        description="Stopping idle servers (per profile: `idle_timeout`), so their GPUs go to the next in the queue.",
     )
     courses: list[CourseSettings] = Field(
         default_factory=list,

@@ -71,6 +71,10 @@ def apply_site(c, site: SiteConfig) -> None:
 
     apply_htcondor(c, site)
 
+    from condorhub.culling import apply_culling  # the idle culler service, per-profile idle timeouts
+
+    apply_culling(c, site)
+
     from condorhub.courses.hub import apply_courses  # after the spawners: it adds to their environment
 
     apply_courses(c, site)

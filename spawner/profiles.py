@@ -10,12 +10,25 @@ profile is persisted with the child's state so a restarted hub rebuilds the same
 from __future__ import annotations
 
 import json
+import time
 from importlib import import_module
 from typing import cast
 
 from jupyterhub.spawner import Spawner
 from pydantic import TypeAdapter, ValidationError
-from traitlets import Any, Dict, Float, Instance, List, TraitError, Unicode, default, directional_link, validate
+from traitlets import (
+    Any,
+    Dict,
+    Float,
+    Instance,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    directional_link,
+    validate,
+)
 
 from condorhub.schema import CondorProfile, LoginNodeProfile, Profile
 
@@ -124,6 +137,30 @@ class ProfileSpawner(Spawner):
         """,
     )
 
+    limit_last_warning = Float(
+        300.0,
+        config=True,
+        help="""
+        Seconds before a batch server's runtime limit at which the Lab warns a second time, with the time
+        left (the first warning comes `limit_warning` before it). 0: one warning only.
+        """,
+    )
+
+    activity_interval = Integer(
+        300,
+        config=True,
+        help="""
+        Seconds between a server's activity reports to the hub (JUPYTERHUB_ACTIVITY_INTERVAL of
+        jupyterhub-singleuser). The idle culler judges by them, so condorhub's site file sets a third of the
+        shortest idle timeout (at most JupyterHub's 300).
+        """,
+    )
+
+    expected_stop_lifetime = Float(
+        300.0,
+        help="Seconds a reason given by expect_stop() waits for the stop it announces, then it is forgotten.",
+    )
+
     profile = Any(
         None,
         allow_none=True,
@@ -138,6 +175,8 @@ class ProfileSpawner(Spawner):
         # options, ...); the child needs exactly the same ones, so keep them instead of listing them.
         self._construct_kwargs = dict(kwargs)
         super().__init__(**kwargs)
+        # (reason, when) from expect_stop(): why the next stop happens, when whoever asks for it knows.
+        self._expected_stop: tuple[str, float] | None = None
 
     # -- the form and the choice ----------------------------------------------------------------------
 
@@ -243,7 +282,8 @@ class ProfileSpawner(Spawner):
         await child.run_auth_state_hook(self.auth_state)
         # What the Lab may submit jobs with: the user's batch profiles (the pool enforces them again).
         offered = job_profiles(self.site_profiles, await self._roles())
-        child.environment = {**child.environment, JOB_PROFILES_ENV: json.dumps(offered)}
+        child.environment = {**child.environment, JOB_PROFILES_ENV: json.dumps(offered), **self._limits_env()}
+        self._expected_stop = None
         try:
             return await child.start()
         except BaseException:
@@ -258,12 +298,31 @@ class ProfileSpawner(Spawner):
             self._keep_stop_reason(self.child_spawner)
         return status
 
+    def _limits_env(self) -> dict[str, str]:
+        """How often the server reports activity (the idle culler judges by it), and for the Lab's warnings
+        before a batch server's runtime limit: the limit and when to warn (condorhub.lab.limits)."""
+        env = {"JUPYTERHUB_ACTIVITY_INTERVAL": str(self.activity_interval)}
+        runtime = getattr(self.profile, "runtime", None)
+        if runtime:
+            env["CONDORHUB_SERVER_RUNTIME"] = str(round(runtime))
+            warnings = sorted({round(w) for w in (self.limit_warning, self.limit_last_warning) if w > 0}, reverse=True)
+            env["CONDORHUB_LIMIT_WARNINGS"] = ",".join(map(str, warnings))
+        return env
+
+    def expect_stop(self, reason: str) -> None:
+        """Whoever is about to stop this server says why (the idle culler through condorhub.culling); the
+        stop that follows within `expected_stop_lifetime` records it as the reason users see."""
+        self._expected_stop = (reason, time.monotonic())
+
     def _keep_stop_reason(self, child: Spawner) -> None:
         reason = getattr(child, "stop_reason", "")
         if reason:
             self.last_stop_reason = reason
 
     async def stop(self, now=False):
+        expected, self._expected_stop = self._expected_stop, None
+        if expected and time.monotonic() - expected[1] < self.expected_stop_lifetime:
+            self.last_stop_reason = expected[0]
         if self.child_spawner is not None:
             await self.child_spawner.stop(now=now)
 

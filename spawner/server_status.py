@@ -33,7 +33,7 @@ def server_entry(name: str, spawner: Any, login_node: str, now: float | None = N
     time, for a browser without JavaScript.
     """
     if not spawner.active:
-        return None
+        return stopped_entry(name, spawner)
     profile = getattr(spawner, "profile", None)
     child = getattr(spawner, "child_spawner", None)
     entry: dict = {
@@ -71,8 +71,18 @@ def server_entry(name: str, spawner: Any, login_node: str, now: float | None = N
     return entry
 
 
+def stopped_entry(name: str, spawner: Any) -> dict | None:
+    """A stopped server whose spawner knows why it stopped (the idle culler, the runtime limit, HTCondor's hold
+    reason...), shown until the next start; None when there is nothing to say."""
+    reason = str(getattr(spawner, "last_stop_reason", "") or "")
+    if not reason:
+        return None
+    return {"name": name, "stopped": True, "stop_reason": reason}
+
+
 def servers_of(user: Any, login_node: str | None = None) -> list[dict]:
-    """The user's active servers (default first), as :func:`server_entry` describes them; [] when logged out."""
+    """The user's active servers, and stopped ones with the reason why (default first), as
+    :func:`server_entry` describes them; [] when logged out."""
     if user is None:
         return []
     node = login_node or socket.gethostname()

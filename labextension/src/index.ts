@@ -23,6 +23,7 @@ import { ILauncher } from '@jupyterlab/launcher';
 import { coursesPlugin } from './courses/pull';
 import { publishPlugin } from './courses/publish';
 import { jobsPlugin } from './jobs/plugin';
+import { limitsPlugin } from './limits/plugin';
 import { scanIcon, tensorboardIcon } from './icons';
 import type { ScanBrowser } from './scan/widget';
 import {
@@ -303,6 +304,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-// The course pulls' notifications, Publish to course… and the HTCondor jobs: plugins of their own
-// (src/courses/, src/jobs/).
-export default [plugin, coursesPlugin, publishPlugin, jobsPlugin];
+// The course pulls' notifications, Publish to course…, the HTCondor jobs and the runtime limit's warnings:
+// plugins of their own (src/courses/, src/jobs/, src/limits/).
+export default [plugin, coursesPlugin, publishPlugin, jobsPlugin, limitsPlugin];

@@ -35,6 +35,7 @@ from traitlets import Bool, Dict, Float, Instance, Integer, Unicode, default
 from condorhub.metrics import record_queue_wait
 from condorhub.schema import CondorProfile, HTCondorSettings, default_of, parse_duration, parse_memory
 
+from ..choice import format_duration
 from ..loginnode import PosixIdentity
 from .client import CondorClientError
 from .credentials import CredentialError, UserCredentials
@@ -598,7 +599,10 @@ class HTCondorSpawner(BatchSpawnerBase):
             return None  # still starting: start() watches it
         job = queue.job(self.job_id)
         if job is None:
-            return await self._gone(f"Your server's job {self.job_id} ended: {await queue.last_words(self.job_id)}.")
+            return await self._gone(
+                self._runtime_limit_reason()
+                or f"Your server's job {self.job_id} ended: {await queue.last_words(self.job_id)}."
+            )
         if job.phase == Phase.running:
             if self.run_started and job.start_date and job.start_date != self.run_started:
                 return await self._gone(
@@ -615,9 +619,27 @@ class HTCondorSpawner(BatchSpawnerBase):
             return None
         if job.phase == Phase.held:
             return await self._gone(
-                f"HTCondor held your server's job {self.job_id}: {job.hold_reason}", remove="held (see the hub)"
+                self._runtime_limit_reason() or f"HTCondor held your server's job {self.job_id}: {job.hold_reason}",
+                remove="held (see the hub)",
             )
-        return await self._gone(f"Your server's job {self.job_id} ended: {job.end_reason()}.")
+        return await self._gone(
+            self._runtime_limit_reason() or f"Your server's job {self.job_id} ended: {job.end_reason()}."
+        )
+
+    def _runtime_limit_reason(self) -> str:
+        """What users read when the job ended at its profile's runtime limit ("" when it ended before it).
+
+        HTCondor holds a job at ``allowed_job_duration`` after it started to run; the time tells it apart
+        from any other end, whatever words the hold reason has in this HTCondor version.
+        """
+        profile = self.profile
+        if profile is None or not self.run_started or time.time() < self.run_started + profile.runtime - 5:
+            return ""
+        return (
+            f"Your server was stopped by its runtime limit of {format_duration(round(profile.runtime))} (the "
+            f"{profile.display_name} profile), counted from the start of its job {self.job_id}. Start a new "
+            "server to go on; your files are kept."
+        )
 
     async def stop(self, now: bool = False):
         job_id = self.job_id

@@ -20,6 +20,7 @@ UNIT_TEST_FILES = frozenset(
         "test_condor_queue.py",
         "test_demo_nss.py",
         "test_course_page_units.py",
+        "test_culling_units.py",
         "test_course_publish_units.py",
         "test_docs_reference.py",
         "test_known_browsers.py",
