@@ -99,3 +99,7 @@ def apply_server_status(c) -> None:
     template_vars = dict(c.JupyterHub.get("template_vars", {}))
     template_vars[TEMPLATE_VAR] = servers_of
     c.JupyterHub.template_vars = template_vars
+    # A stopped server's box says why, also when an admin or an instructor stopped it.
+    from .stop_reasons import apply_stop_reasons
+
+    apply_stop_reasons(c)

@@ -190,3 +190,27 @@ def test_a_busy_kernel_counts_as_activity_and_an_idle_one_does_not():
     activity.check()
     assert settings == {}
     assert check_interval({"JUPYTERHUB_ACTIVITY_INTERVAL": "4"}) == 2 and check_interval({}) == 30
+
+
+def test_a_stop_by_an_admin_or_an_instructor_is_told_but_not_ones_own_or_the_cullers():
+    from condorhub.spawner.stop_reasons import stopped_by_message, stopped_by_other
+
+    assert stopped_by_message(SimpleNamespace(name="carol", admin=False)).startswith(
+        "Your server was stopped by carol (an instructor of your course).")
+    assert "(an admin of the hub)" in stopped_by_message(SimpleNamespace(name="erin", admin=True))
+    alice = SimpleNamespace(orm_spawners={"": 1, "run": 2})
+
+    def handler(path, actor, method="DELETE", status=204):
+        return SimpleNamespace(request=SimpleNamespace(method=method, path=path), get_status=lambda: status,
+                               hub=SimpleNamespace(base_url="/hub/"), _jupyterhub_user=actor,
+                               find_user=lambda name: alice if name == "alice" else None)
+
+    carol = SimpleNamespace(name="carol", kind="user", admin=False)
+    assert stopped_by_other(handler("/hub/api/users/alice/server", carol)) == (alice, "", carol)
+    assert stopped_by_other(handler("/hub/api/users/alice/servers/run", carol)) == (alice, "run", carol)
+    assert stopped_by_other(handler("/hub/api/users/alice/server", carol, method="POST")) is None
+    assert stopped_by_other(handler("/hub/api/users/alice/server", carol, status=403)) is None
+    me = SimpleNamespace(name="alice", kind="user", admin=False)
+    assert stopped_by_other(handler("/hub/api/users/alice/server", me)) is None
+    culler = SimpleNamespace(name="idle-culler", kind="service")
+    assert stopped_by_other(handler("/hub/api/users/alice/server", culler)) is None
