@@ -281,6 +281,21 @@ def test_carol_publishes_from_the_lab_and_alice_finds_it_in_her_htcondor_server(
         stop_server(alice, "alice")
 
 
+def test_the_gpu_node_reads_the_course_repositories_and_cannot_change_them(hub, condor_pool, carol, ldap_home_base):
+    """What the pull in a batch server relies on, seen from inside the node: git there trusts the repositories
+    (the htcondor role's safe.directory; without it: "dubious ownership"), and even root cannot write them
+    (read-only, as nfs_client mounts the courses folder on an execute node)."""
+    write_as(ldap_home_base, "carol", "teaching/node/lesson.py", "print('node')\n")
+    reply = lab_api(carol, "carol", "POST", "courses/publish", json={"course": "dl-lab", "path": "teaching/node"})
+    assert reply.status_code == 200, reply.text
+    repo = hub.courses_dir / "dl-lab.git"
+    seen = condor_pool.run_in_root(["git", "ls-remote", "--heads", str(repo)], user="alice", check=False)
+    assert seen.returncode == 0 and reply.json()["commit"] in seen.stdout, seen.stderr
+    write = condor_pool.run_in_root(["touch", str(repo / "planted")], check=False)
+    assert write.returncode != 0 and "Read-only file system" in write.stderr, (write.returncode, write.stderr)
+    assert not (repo / "planted").exists()
+
+
 # --- the API behind the dialog: who may publish, and bad input ------------------------------------------------
 
 
