@@ -31,6 +31,8 @@ __all__ = [
     "GROUP_ROLES",
     "DemoUser",
     "directory_ldif",
+    "newcomers_ldif",
+    "person_ldif",
     "ssha_password",
     "user_dn",
 ]
@@ -125,6 +127,43 @@ def _entry(dn: str, attributes: Iterable[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def person_ldif(user: DemoUser, suffix: str, home_base: str = "/home") -> str:
+    """LDIF of one user's entry under ou=people (inetOrgPerson + posixAccount)."""
+    given, _, family = user.display_name.partition(" ")
+    return _entry(
+        user_dn(user.uid, suffix),
+        [
+            ("objectClass", "inetOrgPerson"),
+            ("objectClass", "posixAccount"),
+            ("uid", user.uid),
+            ("cn", user.display_name),
+            ("sn", family or user.display_name),
+            ("givenName", given),
+            ("displayName", user.display_name),
+            ("mail", f"{user.uid}@condorhub.test"),
+            ("uidNumber", str(user.uid_number)),
+            ("gidNumber", str(user.gid_number)),
+            ("homeDirectory", user.home_under(home_base)),
+            ("loginShell", user.login_shell),
+            ("userPassword", ssha_password(user.password)),
+        ],
+    )
+
+
+def newcomers_ldif(users: Sequence[DemoUser], suffix: str, home_base: str = "/home") -> tuple[str, str]:
+    """For a directory an earlier demo made, before ``users`` joined it: their entries (to add) and their
+    memberships of the role groups and the posix group (an ``ldapmodify`` LDIF). Both empty without users."""
+    people = "\n".join(person_ldif(u, suffix, home_base) for u in users)
+    changes = [
+        f"dn: cn={u.group},ou=groups,{suffix}\nchangetype: modify\nadd: member\nmember: {user_dn(u.uid, suffix)}\n"
+        for u in users
+    ] + [
+        f"dn: cn={DEMO_POSIX_GROUP},ou=posixgroups,{suffix}\nchangetype: modify\nadd: memberUid\nmemberUid: {u.uid}\n"
+        for u in users if u.gid_number == DEMO_GID_NUMBER
+    ]
+    return people, "\n".join(changes)
+
+
 def directory_ldif(
     suffix: str,
     users: Sequence[DemoUser] = DEMO_USERS,
@@ -144,28 +183,7 @@ def directory_ldif(
             [("objectClass", "organizationalUnit"), ("ou", "posixgroups")],
         ),
     ]
-    for user in users:
-        given, _, family = user.display_name.partition(" ")
-        entries.append(
-            _entry(
-                user_dn(user.uid, suffix),
-                [
-                    ("objectClass", "inetOrgPerson"),
-                    ("objectClass", "posixAccount"),
-                    ("uid", user.uid),
-                    ("cn", user.display_name),
-                    ("sn", family or user.display_name),
-                    ("givenName", given),
-                    ("displayName", user.display_name),
-                    ("mail", f"{user.uid}@condorhub.test"),
-                    ("uidNumber", str(user.uid_number)),
-                    ("gidNumber", str(user.gid_number)),
-                    ("homeDirectory", user.home_under(home_base)),
-                    ("loginShell", user.login_shell),
-                    ("userPassword", ssha_password(user.password)),
-                ],
-            )
-        )
+    entries += [person_ldif(user, suffix, home_base) for user in users]
 
     gid_numbers = sorted({user.gid_number for user in users} | {DEMO_GID_NUMBER})
     for gid_number in gid_numbers:

@@ -8,6 +8,7 @@ hub database are kept between runs.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from .course import course_settings, publish_demo_course
-from .directory import DEMO_USERS, GROUP_ROLES, directory_ldif
+from .directory import DEMO_USERS, GROUP_ROLES, directory_ldif, newcomers_ldif
 from .logfile import open_log
 from .slapd import OpenLDAPServer
 
@@ -164,8 +165,24 @@ def _start_ldap() -> OpenLDAPServer:
     if fresh:
         server.add_ldif(directory_ldif(SUFFIX, DEMO_USERS, home_base=HOME_BASE))
     PIDS["slapd"].write_text(str(server.pid))
-    print(f"OpenLDAP: {server.uri} ({'created' if fresh else 'kept'} demo directory)")
+    joined = [] if fresh else _add_newcomers(server)
+    print(f"OpenLDAP: {server.uri} ({'created' if fresh else 'kept'} demo directory"
+          + (f"; added {', '.join(joined)}" if joined else "") + ")")
     return server
+
+
+def _add_newcomers(server: OpenLDAPServer) -> list[str]:
+    """Demo users a kept directory lacks (an earlier demo's, from before they were added), added with their
+    groups; the others stay as they are."""
+    present = set(re.findall(r"^uid: (\S+)$", server.search(f"ou=people,{SUFFIX}", "(objectClass=posixAccount)",
+                                                             "uid"), re.M))
+    newcomers = [u for u in DEMO_USERS if u.uid not in present]
+    if newcomers:
+        people, memberships = newcomers_ldif(newcomers, SUFFIX, home_base=HOME_BASE)
+        server.add_ldif(people, ignore_existing=True)
+        subprocess.run(["ldapmodify", "-Q", "-c", "-Y", "EXTERNAL", "-H", server.ldapi_uri], input=memberships,
+                       text=True, capture_output=True, check=True, env={**os.environ, "LDAPNOINIT": "1"})
+    return [u.uid for u in newcomers]
 
 
 def _start_pool(server: OpenLDAPServer):
@@ -181,6 +198,8 @@ def _start_pool(server: OpenLDAPServer):
             ldap_uri=server.uri,
             ldap_base=SUFFIX,
             home_base=HOME_BASE,
+            # the course repositories, read-only in the node: HTCondor servers pull the course too
+            courses_dir=DEMO_DIR / "courses",
             probe_user=DEMO_USERS[0].uid,
             ldap_bind_dn=bind_dn,
             ldap_bind_password=bind_password,

@@ -4,7 +4,8 @@ suite's directory and pool (its own folder and ports, so a developer's demo may 
 - alice (students) finds carol's course, published at demo up through the hub's publish path, in
   ``~/courses/dl-intro`` of her login-node server; in a Lab terminal ``python``, ``pip`` and ``tensorboard`` are
   her server's environment, and notebook 01 runs there as she would run it (papermill, from the terminal);
-- in her HTCondor (1 GPU) server's terminal too, with the course stack (TensorFlow) of the GPU node;
+- in her HTCondor (1 GPU) server's terminal too, with the course stack (TensorFlow) of the GPU node, where
+  notebook 03's last section submits its scan as one HTCondor cluster whose jobs train on the node;
 - erin (admins) stops that server as a hub admin (the REST call of the admin page's "stop"), the job leaves the
   queue; a user who is no admin cannot.
 """
@@ -12,6 +13,7 @@ suite's directory and pool (its own folder and ports, so a developer's demo may 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 
@@ -40,6 +42,9 @@ def demo(slapd, condor_pool, ldap_home_base):
                      proxy_api_url=f"http://127.0.0.1:{free_port()}",
                      ldap_port=int(slapd.uri.rsplit(":", 1)[1]), suffix=slapd.suffix)
     site["htcondor"]["poll_interval"] = 1  # the test's patience, not the demo's
+    # Where the session's pool node sees course repositories (read-only, as the demo's node sees the demo's):
+    # a folder of its own there, so that no other test's course of the same name is ours.
+    site["hub"]["courses_dir"] = str(condor_pool.courses_dir / "demo-course")
     published = publish_demo_course(site, DEMO_USERS, str(ldap_home_base))
     hub = Hub(work, site).start()
     hub.published = published
@@ -48,7 +53,9 @@ def demo(slapd, condor_pool, ldap_home_base):
     print(hub.log_tail(80))  # shown when a test of this module failed
     hub.stop()
     hub.kill_servers()
-    htcondor2.Schedd().act(htcondor2.JobAction.Remove, f'CondorhubUser == "alice" && JobStatus != 3')
+    # alice's server and her scan's jobs, if a test left them
+    htcondor2.Schedd().act(htcondor2.JobAction.Remove, 'Owner == "alice" && (CondorhubUser == "alice" || '
+                                                       'JobBatchName == "03-scan") && JobStatus != 3')
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -122,16 +129,45 @@ def test_alice_finds_the_course_and_runs_notebook_01_in_her_login_node_terminal(
     stop(alice, "alice")
 
 
-def test_alice_s_gpu_server_has_the_course_stack_and_the_admin_stops_it(demo):
+# The notebook with its cluster section switched on, as alice switches it (SUBMIT = True), beside the original.
+SUBMITTING = (
+    "import nbformat; nb = nbformat.read(\"03_parameter_scan.ipynb\", as_version=4); "
+    "[c.__setitem__(\"source\", c.source.replace(\"SUBMIT = False\", \"SUBMIT = True\", 1)) for c in nb.cells "
+    "if \"condorhub-cluster-scan\" in c.metadata.get(\"tags\", [])]; nbformat.write(nb, \"03-submit.ipynb\")"
+)
+
+
+def test_alice_s_gpu_server_runs_the_course_and_its_scan_and_the_admin_stops_it(demo, ldap_home_base):
     alice = login(demo, "alice")
     start(alice, "alice", "gpu-1", timeout=240)
     assert len(alice_jobs()) == 1
+    assert course_pull(alice, "alice")["state"] == "done"  # from the hub's courses folder, read-only in the node
     with LabTerminal(alice, "alice") as terminal:
         found = terminal.run("command -v python pip tensorboard").split()
         assert found == [f"{nr.WORKER_VENV}/bin/{tool}" for tool in ("python", "pip", "tensorboard")], found
         out = terminal.run("python -c 'import tensorflow, sklearn, uproot; print(\"TF\", tensorflow.__version__)' "
                            "2>/dev/null", timeout=120)
         assert "TF 2." in out, out
+        # Notebook 03's last section, as its text tells her: SUBMIT = True, run. Small numbers (what papermill
+        # sets), a 1 x 2 grid: one cluster of two jobs, each training its point with TensorFlow on the node.
+        terminal.run(f"cd ~/courses/{SLUG} && python -c '{SUBMITTING}'")
+        out = terminal.run(
+            "python -m papermill --no-progress-bar 03-submit.ipynb ~/03-run.ipynb -y "
+            "'{LEARNING_RATES: [0.01], HIDDEN_LAYERS: [1, 2], EPOCHS: 1, EVENTS_PER_CLASS: 1500, "
+            "VALIDATION_PER_CLASS: 500, CHUNK_SIZE: 2000}' > ~/03-run.log 2>&1; echo PAPERMILL-$?", timeout=240)
+        assert "PAPERMILL-0" in out, (ldap_home_base / "alice" / "03-run.log").read_text()[-3000:]
+    ran = json.loads((ldap_home_base / "alice" / "03-run.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in ran["cells"] for o in c.get("outputs", []))
+    cluster = int(re.search(r"cluster (\d+): 2 jobs", printed).group(1))
+    done = wait_until("the scan's two jobs to finish", lambda: [dict(ad) for ad in htcondor2.Schedd().history(
+        f"ClusterId == {cluster}", projection=["ProcId", "ExitCode", "Owner"], match=2)] if not [
+        ad for ad in htcondor2.Schedd().query(f"ClusterId == {cluster}", projection=["ProcId"])] else None,
+        timeout=300)
+    assert sorted((j["ProcId"], j["ExitCode"], j["Owner"]) for j in done) == [(0, 0, "alice"), (1, 0, "alice")]
+    scan = ldap_home_base / "alice" / "courses" / SLUG / "scan-cluster" / "lr_0.01"
+    for layers in (1, 2):
+        metrics = json.loads((scan / f"layers_{layers}" / "metrics.json").read_text())
+        assert metrics["layers"] == layers and metrics["auc"] > 0.6, metrics
     # dave is no admin: to him alice's server does not exist (JupyterHub answers 404 to a user without
     # access, so as not to tell him who exists), and it keeps running.
     dave = login(demo, "dave")

@@ -31,6 +31,7 @@ class LabTerminal:
     def run(self, command: str, timeout: float = 60) -> str:
         """Type ``command`` and Enter; return what the terminal printed until the command finished (the
         output between the typed line and the next prompt, as the student reads it)."""
+        command = command.strip()  # the markers go on its first and last line
         start, marker = uuid.uuid4().hex[:12], uuid.uuid4().hex[:12]
         # Markers printed before and after, each typed in two halves: the echo of the typed line (which the
         # terminal may wrap anywhere) contains neither.
