@@ -769,6 +769,25 @@ class HTCondorSettings(Strict):
         return self
 
 
+class MetricsSettings(Strict):
+    """Who may read the hub's Prometheus metrics (/hub/metrics, JupyterHub's and condorhub's own)."""
+
+    token_file: Path | None = Field(
+        None,
+        description=(
+            "File with the API token of a hub service that may read /hub/metrics and nothing else (scope "
+            "`read:metrics`): the token Prometheus sends (`authorization: credentials_file`). Root-owned, not "
+            "readable by other users (0640 root:prometheus; the prometheus Ansible role writes it), at least 32 "
+            "characters. Unset: no such service; only admins' tokens may read the metrics."
+        ),
+    )
+    service: str = Field(
+        "prometheus",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
+        description="Name of that hub service (shown in the hub's logs and token list).",
+    )
+
+
 class SiteConfig(Strict):
     """The whole site file."""
 
@@ -795,6 +814,10 @@ class SiteConfig(Strict):
     course_publishing: CoursePublishSettings = Field(
         default_factory=CoursePublishSettings,
         description="Limits and the service account of publishing a folder as a course version.",
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings,
+        description="Prometheus' access to the hub's metrics (see the prometheus Ansible role).",
     )
 
     @field_validator("courses")

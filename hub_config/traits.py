@@ -83,6 +83,10 @@ def apply_site(c, site: SiteConfig) -> None:
 
     apply_server_status(c)
 
+    from condorhub.metrics import apply_metrics  # condorhub's own on /hub/metrics, and Prometheus' service
+
+    apply_metrics(c, site)
+
 
 def apply_ldap(c, site: SiteConfig) -> None:
     ldap = site.ldap

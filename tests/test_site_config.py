@@ -51,7 +51,7 @@ def test_unknown_top_level_section_lists_the_allowed_ones():
     data["proflies"] = []
     (found,) = problems(data)
     assert "`proflies`: unknown key; did you mean `profiles`?" in found
-    assert "hub, ldap, login_throttle, profiles, roles" in found
+    assert "hub, ldap, login_throttle, metrics, profiles, roles" in found
 
 
 @pytest.mark.parametrize(
