@@ -37,6 +37,7 @@ GPU_IDLE_TIMEOUT = 20
 def hub(slapd, condor_pool):
     work = scratch_dir("condorhub-culling-hub-")
     site = demo_site(slapd.uri, slapd.suffix, work / "state")
+    site["hub"]["admin_users"] = ["carol"]  # reads /hub/metrics
     site["htcondor"] = {
         "condor_config": str(condor_pool.condor_config_path),
         "token_file": str(condor_pool.token_path),
@@ -154,6 +155,8 @@ def test_an_idle_gpu_server_is_culled_and_its_gpu_goes_to_the_next_in_the_queue_
         assert (f"Your server was stopped after {GPU_IDLE_TIMEOUT} s without activity (idle timeout of the 1 GPU "
                 "profile).") in home, home[-3000:]
         assert "Idle culler stops alice" in hub.log_tail(400)
+        metrics = carol.http.get(f"{hub.url}/hub/metrics", timeout=30).text
+        assert 'condorhub_culls_total{profile="gpu-1"} 1.0' in metrics, metrics[-2000:]
 
         # bob's server, quiet all along but with a busy kernel, is still there well past his idle timeout.
         wait_for("bob's quiet time to pass the timeout",

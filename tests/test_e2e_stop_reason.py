@@ -51,6 +51,10 @@ def test_an_admin_who_stops_a_students_server_is_named_on_the_students_home_page
     alice, carol = logged_in(hub, "alice"), logged_in(hub, "carol")
     alice.spawn_form()  # one profile: no form, the server starts
     alice.wait_for_server("alice", timeout=60)
+    # Only the idle culler may ask the hub to judge a server (and so record a reason): not a user, not an admin.
+    for client in (alice, carol):
+        refused = client.api("POST", "/condorhub/culling/alice/")
+        assert refused.status_code == 403 and "custom:condorhub-culling:decide" in refused.json()["message"]
     r = carol.api("DELETE", "/users/alice/server")
     assert r.status_code in (202, 204), r.text
     wait_stopped(alice, "alice")
@@ -66,4 +70,4 @@ def test_an_admin_who_stops_a_students_server_is_named_on_the_students_home_page
     # The idle culler ran beside all this, asking the hub about nobody (no server was idle for 2 h).
     log = hub.log_tail(2000)
     assert "GET /hub/api/users?state=" in log and "(idle-culler@" in log
-    assert "/hub/api/condorhub/culling/" not in log
+    assert "(idle-culler@127.0.0.1)" not in "".join(line for line in log.splitlines() if "/condorhub/culling/" in line)
