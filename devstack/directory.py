@@ -89,7 +89,7 @@ DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser("carol", "carol-pw", 10003, DEMO_GID_NUMBER, "", "instructors", "Carol Instructor"),
     DemoUser("dave", "dave-pw", 10004, DEMO_GID_NUMBER, "", "guests", "Dave Guest"),
     # A hub admin (group admins -> role admin -> JupyterHub admin): the admin page, every server.
-    DemoUser("erin", "erin-pw", 10005, DEMO_GID_NUMBER, "", "admins", "Erin Admin"),
+    DemoUser("heidi", "heidi-pw", 10005, DEMO_GID_NUMBER, "", "admins", "Heidi Admin"),
 )
 
 

@@ -6,7 +6,7 @@ suite's directory and pool (its own folder and ports, so a developer's demo may 
   her server's environment, and notebook 01 runs there as she would run it (papermill, from the terminal);
 - in her HTCondor (1 GPU) server's terminal too, with the course stack (TensorFlow) of the GPU node, where
   notebook 03's last section submits its scan as one HTCondor cluster whose jobs train on the node;
-- erin (admins) stops that server as a hub admin (the REST call of the admin page's "stop"), the job leaves the
+- heidi (admins) stops that server as a hub admin (the REST call of the admin page's "stop"), the job leaves the
   queue; a user who is no admin cannot.
 """
 
@@ -173,11 +173,11 @@ def test_alice_s_gpu_server_runs_the_course_and_its_scan_and_the_admin_stops_it(
     dave = login(demo, "dave")
     assert dave.api("DELETE", "/users/alice/server").status_code == 404
     assert len(alice_jobs()) == 1
-    # erin is: the admin page lists alice's server, and its stop (DELETE, as the page sends it) ends the job.
-    erin = login(demo, "erin")
-    assert erin.http.get(f"{demo.url}/hub/admin", timeout=30).status_code == 200
-    servers = erin.api("GET", "/users/alice").json()["servers"]
+    # heidi is: the admin page lists alice's server, and its stop (DELETE, as the page sends it) ends the job.
+    heidi = login(demo, "heidi")
+    assert heidi.http.get(f"{demo.url}/hub/admin", timeout=30).status_code == 200
+    servers = heidi.api("GET", "/users/alice").json()["servers"]
     assert servers[""]["user_options"]["profile"] == "gpu-1", servers
-    assert erin.api("DELETE", "/users/alice/server", timeout=60).status_code in (202, 204)
-    wait_until("alice's server to stop", lambda: not erin.api("GET", "/users/alice").json()["servers"])
+    assert heidi.api("DELETE", "/users/alice/server", timeout=60).status_code in (202, 204)
+    wait_until("alice's server to stop", lambda: not heidi.api("GET", "/users/alice").json()["servers"])
     wait_until("alice's job to leave the queue", lambda: not alice_jobs())

@@ -47,9 +47,9 @@ def test_the_users_have_their_directory_names_homes_and_group(tmp_path):
     enable_extrausers(DEMO_USERS, "/home", nsswitch=nsswitch, folder=folder, check_module=False)
     passwd = (folder / "passwd").read_text().splitlines()
     assert "alice:x:10001:10000:Alice Student:/home/alice:/bin/bash" in passwd
-    assert "erin:x:10005:10000:Erin Admin:/home/erin:/bin/bash" in passwd
+    assert "heidi:x:10005:10000:Heidi Admin:/home/heidi:/bin/bash" in passwd
     assert len(passwd) == len(DEMO_USERS)
-    assert (folder / "group").read_text() == "condorhub:x:10000:alice,bob,carol,dave,erin\n"
+    assert (folder / "group").read_text() == "condorhub:x:10000:alice,bob,carol,dave,heidi\n"
     assert oct((folder / "passwd").stat().st_mode & 0o777) == "0o644"
 
 
