@@ -46,7 +46,10 @@ from pathlib import Path
 import requests
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # the checkout: devstack/ and the tests' hub harness (tests/support/hub.py)
+#: The checkout this script lives in: devstack/, the tests' hub harness (tests/support/hub.py), and the wheel and
+#: roles the pool's node is deployed from (not $CONDORHUB_SOURCE, which may name another checkout).
+CHECKOUT = HERE.parent
+sys.path.insert(0, str(CHECKOUT))
 sys.path.insert(0, str(HERE))
 
 from stock_condor import stock_args  # noqa: E402
@@ -56,6 +59,10 @@ from devstack.directory import DEMO_GID_NUMBER, DemoUser, directory_ldif, ssha_p
 from devstack.pool import HTCondorPool  # noqa: E402
 from devstack.slapd import OpenLDAPServer  # noqa: E402
 from tests.support.hub import Hub, HubClient, demo_site  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+
+#: The benchmark's students are in the "students" LDAP group: role student, charged to this group.
+ACCOUNTING_GROUPS = {"student": "group_students"}
 
 LOG_TIME = re.compile(r"^\[\w (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})")
 
@@ -153,8 +160,12 @@ class Bench:
             ldap_uri=self.slapd.uri,
             ldap_base=self.slapd.suffix,
             home_base=self.homes,
-            num_gpus=2,
-            num_cpus=self.n + 2,
+            num_gpus=self.num_gpus(),
+            num_cpus=self.num_cpus(),
+            # A free port, not the default 9618: the benchmark runs beside the demo's pool (and the tests').
+            port=free_port(),
+            group_quotas={group: 1.0 for group in ACCOUNTING_GROUPS.values()},
+            repo=CHECKOUT,
             probe_user=self.users[0].uid,
             ldap_bind_dn=nslcd_dn,
             ldap_bind_password=nslcd_pw,
@@ -164,6 +175,38 @@ class Bench:
         import htcondor2
 
         htcondor2.reload_config()
+        self.seed_user_map()
+
+    def num_gpus(self) -> int:
+        return 2
+
+    def num_cpus(self) -> int:
+        return self.n + 2
+
+    def condor_profiles(self) -> list[dict]:
+        return [
+            {
+                "slug": "cpu",
+                "kind": "condor",
+                "display_name": "CPU batch",
+                "roles": ["student"],
+                "cpus": 1,
+                "memory": "512M",
+                "runtime": "1h",
+            }
+        ]
+
+    def seed_user_map(self) -> None:
+        """The students' lines in the pool's user map, as condorhub's hub writes them at each login: the pool
+        refuses jobs of users its map lacks, and stock batchspawner does not write it."""
+        from condorhub.schema import DEFAULT_MAX_JOBS_PER_USER, CondorProfile
+        from condorhub.spawner.condor.usermap import UserMapWriter, limits_for
+
+        profiles = [CondorProfile(**p) for p in self.condor_profiles()]
+        writer = UserMapWriter(self.pool.user_map_path, self.pool.user_map_reconfig_command)
+        limits = limits_for(["student"], profiles, dict(ACCOUNTING_GROUPS), {}, DEFAULT_MAX_JOBS_PER_USER)
+        for user in self.users:
+            writer.update(user.uid, limits)
 
     def down(self) -> None:
         try:
@@ -186,19 +229,10 @@ class Bench:
                 "poll_interval": self.args.poll_interval,
                 "server_start_timeout": "5m",
                 "queue_timeout": "10m",
-                "accounting_groups": {"student": "group_students"},
+                "accounting_groups": dict(ACCOUNTING_GROUPS),
+                "user_map": self.pool.hub_user_map_settings,
             }
-            site["profiles"].append(
-                {
-                    "slug": "cpu",
-                    "kind": "condor",
-                    "display_name": "CPU batch",
-                    "roles": ["student"],
-                    "cpus": 1,
-                    "memory": "512M",
-                    "runtime": "1h",
-                }
-            )
+            site["profiles"] += self.condor_profiles()
         return site
 
     # -- one spawner -----------------------------------------------------------------------------------

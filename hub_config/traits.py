@@ -12,6 +12,7 @@ import secrets
 import socket
 from pathlib import Path
 
+from .database import tune_sqlite
 from .schema import SiteConfig
 
 
@@ -41,6 +42,8 @@ def apply_site(c, site: SiteConfig) -> None:
     c.JupyterHub.bind_url = str(hub.bind_url)
     c.JupyterHub.hub_bind_url = str(hub.hub_bind_url)
     c.JupyterHub.db_url = f"sqlite:///{hub.state_dir / 'jupyterhub.sqlite'}"
+    # WAL, no fsync per commit: the commits run on the event loop (see condorhub.database).
+    tune_sqlite()
     c.JupyterHub.cookie_secret_file = str(hub.state_dir / "cookie_secret")
     c.JupyterHub.pid_file = str(hub.state_dir / "jupyterhub.pid")
     # Servers outlive the hub: a hub restart (upgrade, config change) must not kill a class's servers.

@@ -23,6 +23,7 @@ UNIT_TEST_FILES = frozenset(
         "test_culling_units.py",
         "test_course_publish_units.py",
         "test_docs_reference.py",
+        "test_hub_database.py",
         "test_known_browsers.py",
         "test_lab_jobs_units.py",
         "test_metrics_units.py",
