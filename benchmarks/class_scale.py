@@ -284,7 +284,10 @@ class ClassBench(Bench):
         extra = ["--JupyterHub.authenticate_prometheus=False", *self.args.hub_arg]
         if not condor:
             from stock_condor import stock_args
+
             from devstack import node_root as wr
+
+            self.seed_user_map()
 
             token_dir = self.pool.run_dir / "tmp" / f"stock-token-{os.urandom(4).hex()}"
             token_dir.mkdir(mode=0o700)

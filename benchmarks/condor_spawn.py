@@ -175,7 +175,6 @@ class Bench:
         import htcondor2
 
         htcondor2.reload_config()
-        self.seed_user_map()
 
     def num_gpus(self) -> int:
         return 2
@@ -198,7 +197,8 @@ class Bench:
 
     def seed_user_map(self) -> None:
         """The students' lines in the pool's user map, as condorhub's hub writes them at each login: the pool
-        refuses jobs of users its map lacks, and stock batchspawner does not write it."""
+        refuses jobs of users its map lacks, and stock batchspawner does not write it. (condorhub's hub writes
+        them itself: its run starts with an empty map, as the first lesson of a class does.)"""
         from condorhub.schema import DEFAULT_MAX_JOBS_PER_USER, CondorProfile
         from condorhub.spawner.condor.usermap import UserMapWriter, limits_for
 
@@ -245,6 +245,7 @@ class Bench:
         count_file.touch()
         extra = ["--JupyterHub.authenticate_prometheus=False"]
         if not condor:
+            self.seed_user_map()
             # The hub's token, where the pool's tools (inside its root) can read it: root-only folder.
             token_dir = self.pool.run_dir / "tmp" / f"stock-token-{secrets.token_hex(4)}"
             token_dir.mkdir(mode=0o700)

@@ -87,6 +87,26 @@ class LoginNodeSpawner(LocalProcessSpawner):
         """,
     )
 
+    nice = Integer(
+        10,
+        config=True,
+        help="""
+        Scheduling niceness (0-19) of the server and everything it starts (kernels, terminals, the user's
+        programs). The login node is the hub machine: at the default 0 a class's servers starting and its
+        cells running take the CPU from the hub and the proxy, whose event loop then answers every user late
+        (benchmarks/class_scale.py: docs/benchmarks.md). At 10 the hub's processes get about ten times a
+        user process's share when they compete, and users' work still uses every idle core. A user may raise
+        their niceness further, never lower it (that takes root).
+        """,
+    )
+
+    @validate("nice")
+    def _valid_nice(self, proposal):
+        value = proposal["value"]
+        if not 0 <= value <= 19:
+            raise TraitError(f"LoginNodeSpawner.nice must be between 0 and 19 (e.g. 10), not {value!r}")
+        return value
+
     @validate("umask")
     def _valid_umask(self, proposal):
         value = proposal["value"]
@@ -124,10 +144,13 @@ class LoginNodeSpawner(LocalProcessSpawner):
     def make_preexec_fn(self, name):
         identity = self._require_identity()
         umask = self.umask
+        nice = self.nice
 
         def preexec():
             # Runs in the child between fork and exec: drop every group the hub had, then become the user.
             os.umask(umask)
+            # As root, before setuid: the hub's own niceness plus this; the user cannot take it back.
+            os.nice(nice)
             os.setgroups([identity.gid])
             os.setgid(identity.gid)
             os.setuid(identity.uid)
