@@ -126,6 +126,9 @@ case "${1:-}" in
         # tests/test_prometheus_metrics.py: Debian's Prometheus (and promtool) scraping a test hub, run by the
         # test on a free port as the package's prometheus account
         apt_install prometheus
+        # tests/test_hub_faults.py: strace kills the hub's HTCondor worker process at the write of its answer to a
+        # submission (the schedd has taken the job, the hub never hears of it)
+        apt_install strace
         install_im
         step "running every test"
         cd "$REPO"

@@ -68,6 +68,7 @@ from ldapauthenticator.ldapauthenticator import TlsStrategy
 from tornado import web
 from traitlets import Dict, Float, Int, List, Unicode, default, observe, validate
 
+from condorhub import state_disk
 from condorhub.auth import known_browsers
 from condorhub.auth.client_address import parse_networks, request_client_address, throttle_key
 from condorhub.auth.throttle import FailedLoginThrottle
@@ -223,6 +224,20 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
 
         Bounded so that a hung LDAP server ties up at most this many threads; further
         logins wait (up to `login_timeout`) instead of piling up threads.
+        """,
+    )
+
+    state_min_free = Int(
+        64 * 2**20,
+        config=True,
+        help="""
+        Bytes that must stay free on the disk of the hub's database (`hub.state_dir`) for new logins and
+        servers: below, a login gets a 503 and a spawn fails, both saying the hub's state disk is full,
+        while running servers carry on (their activity and their stop still fit). 0 turns the check off.
+
+        Without it a full disk turned every request that writes the database into a 500 (and a logged-in
+        user into a logged-out one). A hub's database grows by kilobytes per login, so the default is room
+        for hours of a class's writes while an administrator frees space.
         """,
     )
 
@@ -780,9 +795,33 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
             roles = {self.default_role}
         return sorted(roles)
 
+    def _state_dir(self):
+        # The hub's database folder, from the JupyterHub application that made this authenticator.
+        return state_disk.state_dir_of(str(getattr(self.parent, "db_url", "") or ""))
+
+    def check_state_disk(self) -> None:
+        """Raise :class:`condorhub.state_disk.StateDiskFull` while the hub's state disk is (nearly) full."""
+        state_disk.check(self._state_dir(), self.state_min_free)
+
+    def pre_spawn_start(self, user, spawner):
+        # Before the spawner starts anything (no job, no process, no secrets file): a server the hub could
+        # not record would be lost to it.
+        try:
+            self.check_state_disk()
+        except state_disk.StateDiskFull as e:
+            self.log.error("Spawn of %s refused: %s", spawner._log_name, e)
+            raise
+        return super().pre_spawn_start(user, spawner)
+
     async def authenticate(self, handler, data):
         username = self.normalize_login_name(data.get("username") or "")
         password = data.get("password") or ""
+        try:
+            # A login writes the database (the user, the cookie): refused before LDAP while it cannot.
+            self.check_state_disk()
+        except state_disk.StateDiskFull as e:
+            self.log.error("Login of %s refused: %s", _log_name(username), e)
+            raise web.HTTPError(503, str(e)) from None
         address = self.client_address(handler)
         # A browser this user logged in from before is not held back by its (maybe shared) address.
         by_address = not known_browsers.is_known(handler, username, self.throttle_known_browser_days)

@@ -29,6 +29,7 @@ import shutil
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,15 @@ SLOT_ATTRIBUTES = (
 
 class CondorClientError(RuntimeError):
     """A call to the pool failed; the message names the daemon and what to check."""
+
+
+class WorkerDiedError(CondorClientError):
+    """The worker process ended (killed, crashed) while it ran the call: whether the call took effect in
+    the pool is unknown (see :meth:`WorkerLane.submit` for how a submission finds out)."""
+
+
+#: The job attribute that names one submission (:meth:`WorkerLane.submit`): a random id, nothing secret.
+SUBMIT_ID_ATTRIBUTE = "CondorhubSubmitId"
 
 
 _config_lock = threading.Lock()
@@ -372,6 +382,8 @@ class WorkerLane:
             "-m",
             "condorhub.spawner.condor.worker",
             json.dumps(self.settings),
+            # The lane's name, which the worker ignores: `ps` then tells which process runs what.
+            f"--lane={self.name}",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=self.LINE_LIMIT,
@@ -445,6 +457,57 @@ class WorkerLane:
 
     async def call(self, method: str, *args, timeout: float):
         """``CondorClient.<method>(*args)`` in a worker; raises CondorClientError or TimeoutError."""
+        if method == "submit":
+            return await self.submit(*args, timeout=timeout)
+        return await self._call(method, *args, timeout=timeout)
+
+    async def submit(self, description: Mapping[str, str], *, timeout: float) -> str:
+        """Submit one job; its id. Safe against the worker dying in the middle (killed, OOM, a crash in
+        the bindings): the spawn then either gets the job the schedd did commit, or fails with no job.
+
+        The schedd commits a submission in one transaction at its end; a worker killed before that leaves
+        nothing (the schedd drops the transaction with the connection), one killed after it leaves a job
+        whose id never reached the hub. Without a way to tell the two apart the spawn failed either way,
+        and the committed job, owned by no server, ran as the user until the orphan sweep (up to
+        ``reconcile_interval`` later), holding its GPU; the user's next try queued a second one. So every
+        submission carries a random id (``CondorhubSubmitId``), and after a death a fresh worker asks the
+        schedd for it.
+        """
+        submit_id = uuid.uuid4().hex
+        marked = {**dict(description), f"+{SUBMIT_ID_ATTRIBUTE}": f'"{submit_id}"'}
+        try:
+            return await self._call("submit", marked, timeout=timeout)
+        except WorkerDiedError as err:
+            died = err
+        # The dead process's connection to the schedd is closed (its reader saw the end of its pipes), so
+        # the schedd has either committed the job or dropped it by now.
+        self.log.warning(
+            "HTCondor client %s: the process died during a submission (%s); asking the schedd whether it took the job",
+            self.name,
+            died,
+        )
+        try:
+            ads = await self._call(
+                "query_jobs", f'{SUBMIT_ID_ATTRIBUTE} == "{submit_id}"', ["ClusterId", "ProcId"], timeout=timeout
+            )
+        except (CondorClientError, TimeoutError) as err:
+            raise CondorClientError(
+                f"the HTCondor client process ({self.name}) died during the submission, and the schedd could not "
+                f"be asked whether it took the job ({err or 'no answer'}); if it did, the orphan sweep removes it. "
+                "Start the server again"
+            ) from None
+        if ads:
+            job_id = f"{ads[0]['ClusterId']}.{ads[0]['ProcId']}"
+            self.log.warning(
+                "HTCondor client %s: the schedd took job %s before the process died; using it", self.name, job_id
+            )
+            return job_id
+        raise CondorClientError(
+            f"the HTCondor client process ({self.name}) died during the submission, before the schedd took the job "
+            "(nothing was submitted); start the server again"
+        )
+
+    async def _call(self, method: str, *args, timeout: float):
         if self._lock is None:
             self._lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
@@ -468,7 +531,7 @@ class WorkerLane:
             except ConnectionError as err:  # the pipe broke: the process died
                 self._abandon(worker, request, "the pipe broke")
                 self._kill(worker)
-                raise CondorClientError(f"the HTCondor client process ({self.name}) died: {err}") from None
+                raise WorkerDiedError(f"the HTCondor client process ({self.name}) died: {err}") from None
         if "error" in reply:
             raise CondorClientError(reply["error"])
         return reply["result"]
@@ -563,7 +626,7 @@ class WorkerLane:
             if request is not None:
                 if request.state == WAITING:
                     request.future.set_exception(
-                        CondorClientError(f"the HTCondor client process ({self.name}) {problem}")
+                        WorkerDiedError(f"the HTCondor client process ({self.name}) {problem}")
                     )
                 else:
                     self.log.debug(

@@ -1,4 +1,5 @@
-"""``python -m condorhub.spawner.condor.worker SETTINGS_JSON``: the process that owns the htcondor2 bindings.
+"""``python -m condorhub.spawner.condor.worker SETTINGS_JSON [--lane=NAME]``: the process that owns the htcondor2
+bindings (``--lane`` is only there for ``ps``: which of the hub's lanes this process serves).
 
 The hub starts one per lane (queries, actions; see :class:`.client.WorkerLane`) and talks to it over its
 stdin/stdout, one JSON object per line, one request at a time; every answer repeats its request's id
@@ -9,7 +10,9 @@ stdin/stdout, one JSON object per line, one request at a time; every answer repe
 
 It imports only the standard library, condorhub's client module and the bindings (not JupyterHub), so
 it is up in a fraction of a second; its stderr is the hub's. It exits when the hub closes its stdin (after
-the call it is running, if any: how the hub retires a process stuck on a call nobody waits for).
+the call it is running, if any: how the hub retires a process stuck on a call nobody waits for). When it
+dies in the middle of a submission, the hub asks a fresh one whether the schedd took the job
+(:meth:`.client.WorkerLane.submit`).
 """
 
 from __future__ import annotations
