@@ -115,7 +115,7 @@ def test_alice_finds_the_course_and_runs_notebook_01_in_her_login_node_terminal(
         assert found == [f"{demo.server_venv}/bin/{tool}" for tool in ("python", "pip", "tensorboard")], found
         listing = terminal.run(f"cd ~/courses/{SLUG} && ls").split()
         assert {"01_hello_digits.ipynb", "02_root_to_tensorflow.ipynb", "03_parameter_scan.ipynb"} <= set(listing)
-        out = terminal.run("python -m papermill --no-progress-bar 01_hello_digits.ipynb ~/01-run.ipynb "
+        out = terminal.run("python -m papermill --no-progress-bar --execution-timeout 180 01_hello_digits.ipynb ~/01-run.ipynb "
                            "-p EPOCHS 5 && echo NOTEBOOK-OK", timeout=240)
         assert "NOTEBOOK-OK" in out, out[-3000:]
     ran = json.loads((ldap_home_base / "alice" / "01-run.ipynb").read_text())
@@ -152,19 +152,29 @@ def test_alice_s_gpu_server_runs_the_course_and_its_scan_and_the_admin_stops_it(
         # sets), a 1 x 2 grid: one cluster of two jobs, each training its point with TensorFlow on the node.
         terminal.run(f"cd ~/courses/{SLUG} && python -c '{SUBMITTING}'")
         out = terminal.run(
-            "python -m papermill --no-progress-bar 03-submit.ipynb ~/03-run.ipynb -y "
+            # a cell that hangs fails the run (papermill waits forever by default)
+            "python -m papermill --no-progress-bar --execution-timeout 180 03-submit.ipynb ~/03-run.ipynb -y "
             "'{LEARNING_RATES: [0.01], HIDDEN_LAYERS: [1, 2], EPOCHS: 1, EVENTS_PER_CLASS: 1500, "
-            "VALIDATION_PER_CLASS: 500, CHUNK_SIZE: 2000}' > ~/03-run.log 2>&1; echo PAPERMILL-$?", timeout=240)
+            "VALIDATION_PER_CLASS: 500, CHUNK_SIZE: 2000}' > ~/03-run.log 2>&1; echo PAPERMILL-$?", timeout=300)
         assert "PAPERMILL-0" in out, (ldap_home_base / "alice" / "03-run.log").read_text()[-3000:]
     ran = json.loads((ldap_home_base / "alice" / "03-run.ipynb").read_text())
     printed = "".join("".join(o.get("text", "")) for c in ran["cells"] for o in c.get("outputs", []))
     cluster = int(re.search(r"cluster (\d+): 2 jobs", printed).group(1))
-    done = wait_until("the scan's two jobs to finish", lambda: [dict(ad) for ad in htcondor2.Schedd().history(
-        f"ClusterId == {cluster}", projection=["ProcId", "ExitCode", "Owner"], match=2)] if not [
-        ad for ad in htcondor2.Schedd().query(f"ClusterId == {cluster}", projection=["ProcId"])] else None,
-        timeout=300)
-    assert sorted((j["ProcId"], j["ExitCode"], j["Owner"]) for j in done) == [(0, 0, "alice"), (1, 0, "alice")]
     scan = ldap_home_base / "alice" / "courses" / SLUG / "scan-cluster" / "lr_0.01"
+
+    def finished():
+        if htcondor2.Schedd().query(f"ClusterId == {cluster}", projection=["ProcId"]):
+            return None
+        return [dict(ad) for ad in htcondor2.Schedd().history(f"ClusterId == {cluster}",
+                                                              projection=["ProcId", "ExitCode", "Owner"], match=2)]
+
+    try:
+        done = wait_until("the scan's two jobs to finish", finished, timeout=300)
+    except AssertionError as err:
+        tails = {p.parent.name + "/" + p.name: p.read_text(errors="replace")[-1500:] for p in sorted(scan.glob("*/job.*"))
+                 if p.name in ("job.err", "job.out")}
+        raise AssertionError(f"{err}; the jobs' output: {json.dumps(tails, indent=1)}") from None
+    assert sorted((j["ProcId"], j["ExitCode"], j["Owner"]) for j in done) == [(0, 0, "alice"), (1, 0, "alice")]
     for layers in (1, 2):
         metrics = json.loads((scan / f"layers_{layers}" / "metrics.json").read_text())
         assert metrics["layers"] == layers and metrics["auc"] > 0.6, metrics
