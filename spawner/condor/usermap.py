@@ -184,6 +184,12 @@ class UserMapWriter:
         self.reconfig_command = list(reconfig_command)
         self.timeout = timeout
         self._lock = threading.Lock()
+        # Reconfigs in groups: writes done (a counter), the last write a finished reconfig covers, one running.
+        self._reconfig_done = threading.Condition()
+        self._written = 0
+        self._covered = 0
+        self._reconfiguring = False
+        self._reconfig_task: asyncio.Future | None = None  # update_async's, on the hub's loop
 
     def __deepcopy__(self, memo: dict) -> UserMapWriter:
         # The hub's configuration is deep-copied by traitlets; the writer (and its lock) stays one per process.
@@ -191,6 +197,30 @@ class UserMapWriter:
 
     def update(self, user: str, limits: UserLimits) -> bool:
         """Put ``user``'s lines into the map; returns True when the file changed (and the schedd was told)."""
+        write = self._write(user, limits)
+        if write:
+            self._reconfig_covering(write)
+        return bool(write)
+
+    async def update_async(self, user: str, limits: UserLimits) -> bool:
+        """:meth:`update` for the hub's event loop. A writer waiting for the reconfig holds no thread: with a
+        thread each (the loop's default executor has a handful), a class logging in at once queued behind
+        them, its LDAP logins and spawns too (benchmarks/class_scale.py)."""
+        write = await asyncio.to_thread(self._write, user, limits)
+        while write and self._covered < write:
+            if self._reconfig_task is None or self._reconfig_task.done():
+                self._reconfig_task = asyncio.ensure_future(self._reconfig_async(self._written))
+            # shielded: a login given up (client gone) does not cancel the reconfig others wait for
+            await asyncio.shield(self._reconfig_task)
+        return bool(write)
+
+    async def _reconfig_async(self, target: int) -> None:
+        await asyncio.to_thread(self.reconfig)
+        with self._reconfig_done:
+            self._covered = max(self._covered, target)
+
+    def _write(self, user: str, limits: UserLimits) -> int:
+        """Merge ``user``'s lines into the file: the number of this write, 0 if nothing changed."""
         with self._lock, self._file_lock():
             try:
                 current = self.path.read_text()
@@ -204,10 +234,38 @@ class UserMapWriter:
             users[user] = limits
             text = render(users)
             if text == current:
-                return False
+                return 0
             self._replace(text, st)
-        self.reconfig()
-        return True
+            with self._reconfig_done:
+                self._written += 1
+                return self._written
+
+    def _reconfig_covering(self, write: int) -> None:
+        """Return once a reconfig that started after write number ``write`` has finished.
+
+        A class logging in at once changes the map once per student; one reconfig per change ran them one
+        after the other, each login waiting for all before it (50 logins in 10 s: the last took 13.8 s,
+        benchmarks/class_scale.py). A reconfig that starts after several writes makes the schedd read all of
+        them, so the writers that arrive while one runs share the next one (group commit).
+        """
+        with self._reconfig_done:
+            while self._covered < write:
+                if self._reconfiguring:
+                    self._reconfig_done.wait()
+                    continue
+                self._reconfiguring = True
+                target = self._written  # every write finished so far, this one included
+                ok = False
+                self._reconfig_done.release()
+                try:
+                    self.reconfig()
+                    ok = True
+                finally:
+                    self._reconfig_done.acquire()
+                    self._reconfiguring = False
+                    if ok:
+                        self._covered = max(self._covered, target)
+                    self._reconfig_done.notify_all()
 
     def _file_lock(self):
         # Several writers (two hub processes, a test) may share the file: one at a time, whole file.
@@ -289,7 +347,7 @@ class LoginHook:
         limits = limits_for(roles, self.profiles, self.accounting_groups, self.max_jobs, self.default_max_jobs)
         logger = getattr(authenticator, "log", None) or log  # the hub's log, where ops look
         try:
-            changed = await asyncio.to_thread(self.writer.update, name, limits)
+            changed = await self.writer.update_async(name, limits)
         except (UserMapError, OSError, ValueError) as exc:
             logger.error("pool user map: %s not updated for roles %s: %s", name, list(roles), exc)
         else:
