@@ -546,6 +546,14 @@ class HubSettings(Strict):
             "Directory for the hub's database, cookie secret and auth-state encryption key; created with mode 0700."
         ),
     )
+    state_min_free: MemorySize = Field(
+        written("64M"),
+        description=(
+            "Free space the hub keeps on the disk of `state_dir`: below it new logins (503) and new servers are "
+            "refused with a message saying the hub's state disk is full, while running servers carry on. A full "
+            "disk otherwise turns every database write of the hub into an error page."
+        ),
+    )
     courses_dir: Path = Field(
         Path("/srv/condorhub/courses"),
         description=(

@@ -103,6 +103,7 @@ def apply_ldap(c, site: SiteConfig) -> None:
         auth.tls_ca_file = str(ldap.tls.ca_file)
     auth.connect_timeout = ldap.connect_timeout
     auth.receive_timeout = ldap.receive_timeout
+    auth.state_min_free = site.hub.state_min_free  # logins and spawns refused while the state disk is short
     if ldap.bind_dn_template:
         auth.bind_dn_template = list(ldap.bind_dn_template)
     if ldap.lookup is not None:

@@ -26,6 +26,7 @@ from condorhub.auth import ROLES, CondorhubLDAPAuthenticator
 from condorhub.schema import (
     GroupSettings,
     HTCondorSettings,
+    HubSettings,
     LdapSettings,
     Role,
     ThrottleSettings,
@@ -88,6 +89,7 @@ def _days(seconds: float) -> float:
 TRAIT_DEFAULTS = [
     (CondorhubLDAPAuthenticator, "connect_timeout", LdapSettings, "connect_timeout", float),
     (CondorhubLDAPAuthenticator, "receive_timeout", LdapSettings, "receive_timeout", float),
+    (CondorhubLDAPAuthenticator, "state_min_free", HubSettings, "state_min_free", int),
     (CondorhubLDAPAuthenticator, "valid_username_regex", LdapSettings, "valid_username_regex", str),
     (CondorhubLDAPAuthenticator, "group_membership_attribute", GroupSettings, "membership_attribute", str),
     (CondorhubLDAPAuthenticator, "throttle_free_failures", ThrottleSettings, "free_failures", int),

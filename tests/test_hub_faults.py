@@ -78,7 +78,8 @@ def hub(directory, condor_pool):
             "runtime": "1h",
         }
     )
-    hub = Hub(work, site, extra_args=[f"--CondorhubLDAPAuthenticator.state_min_free={STATE_MIN_FREE}"])
+    site["hub"]["state_min_free"] = STATE_MIN_FREE
+    hub = Hub(work, site)
     hub.hub_id = f"{socket.getfqdn()}:{state}"
     try:
         yield hub.start()

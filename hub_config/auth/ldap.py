@@ -72,7 +72,7 @@ from condorhub import state_disk
 from condorhub.auth import known_browsers
 from condorhub.auth.client_address import parse_networks, request_client_address, throttle_key
 from condorhub.auth.throttle import FailedLoginThrottle
-from condorhub.schema import GroupSettings, LdapSettings, Role, ThrottleSettings, default_of
+from condorhub.schema import GroupSettings, HubSettings, LdapSettings, Role, ThrottleSettings, default_of
 
 __all__ = ["ROLES", "CondorhubLDAPAuthenticator"]
 
@@ -228,12 +228,13 @@ class CondorhubLDAPAuthenticator(LDAPAuthenticator):
     )
 
     state_min_free = Int(
-        64 * 2**20,
+        default_of(HubSettings, "state_min_free"),
         config=True,
         help="""
         Bytes that must stay free on the disk of the hub's database (`hub.state_dir`) for new logins and
         servers: below, a login gets a 503 and a spawn fails, both saying the hub's state disk is full,
         while running servers carry on (their activity and their stop still fit). 0 turns the check off.
+        Site file: `hub.state_min_free`.
 
         Without it a full disk turned every request that writes the database into a 500 (and a logged-in
         user into a logged-out one). A hub's database grows by kilobytes per login, so the default is room
