@@ -228,13 +228,15 @@ def test_worker_killed_while_the_submit_waits_on_the_schedd_fails_cleanly_or_com
     bob = login(hub, "bob")
     worker = action_worker(hub)
     schedd = schedd_pid(condor_pool)
+    idle_sockets = sockets(worker)
     os.kill(schedd, signal.SIGSTOP)  # from now on a submission waits on the schedd
     try:
         started = time.monotonic()
         # The form's POST waits for the spawn a while (JupyterHub's slow_spawn_timeout): in a thread.
         posting = threading.Thread(target=bob.spawn_form, args=({"profile": "cpu"},))
         posting.start()
-        wait_for("the submission to reach the worker", lambda: sockets(worker) > 0, timeout=20, interval=0.05)
+        # The worker opens a connection for the submission (collector, then the stopped schedd): in flight.
+        wait_for("the submission to reach the worker", lambda: sockets(worker) > idle_sockets, timeout=20, interval=0.05)
         time.sleep(0.5)
         os.kill(worker, signal.SIGKILL)
     finally:
