@@ -486,16 +486,26 @@ class WorkerLane:
             self.name,
             died,
         )
+        # Every pool user can read the job's ad, submit id included, and submit a job that copies it: only a
+        # job of the same owner (the schedd sets Owner; a user cannot submit as another) and hub is ours.
+        constraint = " && ".join(
+            [f'{SUBMIT_ID_ATTRIBUTE} == "{submit_id}"']
+            + [f"{attr} == {marked[f'+{attr}']}" for attr in ("Owner", "CondorhubHub") if f"+{attr}" in marked]
+        )
         try:
-            ads = await self._call(
-                "query_jobs", f'{SUBMIT_ID_ATTRIBUTE} == "{submit_id}"', ["ClusterId", "ProcId"], timeout=timeout
-            )
+            ads = await self._call("query_jobs", constraint, ["ClusterId", "ProcId"], timeout=timeout)
         except (CondorClientError, TimeoutError) as err:
             raise CondorClientError(
                 f"the HTCondor client process ({self.name}) died during the submission, and the schedd could not "
                 f"be asked whether it took the job ({err or 'no answer'}); if it did, the orphan sweep removes it. "
                 "Start the server again"
             ) from None
+        if len(ads) > 1:
+            raise CondorClientError(
+                f"the HTCondor client process ({self.name}) died during the submission, and the schedd lists "
+                f"{len(ads)} jobs with its submit id, so none is used (the orphan sweep removes them); start the "
+                "server again"
+            )
         if ads:
             job_id = f"{ads[0]['ClusterId']}.{ads[0]['ProcId']}"
             self.log.warning(
