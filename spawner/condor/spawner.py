@@ -104,6 +104,18 @@ class HTCondorSpawner(BatchSpawnerBase):
         """,
     )
 
+    unreachable_grace = Float(
+        60.0,
+        config=True,
+        help="""
+        Seconds a running server may refuse TCP connections on its node before the hub gives it up and
+        removes its job. HTCondor lists a job as running for as long as its shadow waits to reconnect to
+        the node (the job lease, 40 min by default), so a node that died, or whose startd was killed with
+        its jobs, would otherwise keep a dead server listed. A busy server still accepts connections: only
+        a server whose process or node is gone fails the check, which each poll makes (0 turns it off).
+        """,
+    )
+
     accounting_groups = Dict(
         key_trait=Unicode(),
         value_trait=Unicode(),
@@ -162,6 +174,7 @@ class HTCondorSpawner(BatchSpawnerBase):
         self._progress_done = False
         self._port_future: asyncio.Future | None = None
         self._submitted_mono = 0.0
+        self._unanswered_since: float | None = None
         # The configured address the server binds to on its node (`ip`, 0.0.0.0 by default); `ip` itself
         # becomes the node's address once the job runs.
         self._bind_ip = self.ip
@@ -332,6 +345,7 @@ class HTCondorSpawner(BatchSpawnerBase):
         self.job_id = job_id
         self.submitted_at = time.time()
         queue.claim(job_id, self._log_name)
+        self._save_state()
         self._emit(10, f"Submitted to HTCondor as job {job_id}")
         try:
             job = await self._wait_until_running()
@@ -603,11 +617,26 @@ class HTCondorSpawner(BatchSpawnerBase):
                 self._runtime_limit_reason()
                 or f"Your server's job {self.job_id} ended: {await queue.last_words(self.job_id)}."
             )
+        if not self.run_started and self._port_future is None:
+            # A spawn the hub died in (its state was saved at submission): no start() of this hub process
+            # waits for the job or will take its port, so left queued it would hold a slot for nobody.
+            return await self._gone(
+                f"The hub restarted while your server waited in HTCondor's queue or was starting (job "
+                f"{self.job_id}); its job was removed. Start your server again.",
+                remove="the hub restarted while the server was starting",
+            )
         if job.phase == Phase.running:
             if self.run_started and job.start_date and job.start_date != self.run_started:
                 return await self._gone(
                     f"HTCondor restarted your server's job {self.job_id}; the server is gone.",
                     remove="restarted behind the hub's back",
+                )
+            if await self._unreachable_too_long():
+                return await self._gone(
+                    f"Your server on {self.node} stopped answering for {self.unreachable_grace:g} s while HTCondor "
+                    f"still listed its job {self.job_id} as running: the node or its HTCondor daemons failed. The "
+                    "hub removed the job; your files are kept, start a server again to go on.",
+                    remove="the server stopped answering on its node",
                 )
             return None
         if job.phase == Phase.queued:
@@ -625,6 +654,22 @@ class HTCondorSpawner(BatchSpawnerBase):
         return await self._gone(
             self._runtime_limit_reason() or f"Your server's job {self.job_id} ended: {job.end_reason()}."
         )
+
+    async def _unreachable_too_long(self) -> bool:
+        """Whether the running server has refused connections for longer than `unreachable_grace`."""
+        if not self.unreachable_grace or not self.port or not self.ip:
+            return False  # off, or not known (a hub restarted since the start does not keep the port)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self.ip, self.port), 5)
+        except (TimeoutError, OSError):
+            now = time.monotonic()
+            if self._unanswered_since is None:
+                self._unanswered_since = now
+                self.log.warning("%s does not answer on %s:%s", self._log_name, self.ip, self.port)
+            return now - self._unanswered_since >= self.unreachable_grace
+        writer.close()
+        self._unanswered_since = None
+        return False
 
     def _runtime_limit_reason(self) -> str:
         """What users read when the job ended at its profile's runtime limit ("" when it ended before it).
@@ -660,6 +705,23 @@ class HTCondorSpawner(BatchSpawnerBase):
         await self._forget_secret_file()
 
     # -- state -----------------------------------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        """Write the server's state (its job) to the hub database now, not only when start() returns.
+
+        JupyterHub saves a spawner's state once the start has finished; a hub killed while the job waits in
+        the queue would restart without its id, and the job would stay queued as an orphan (possibly start
+        and hold a GPU) until a sweep. With the id saved, the restarted hub's poll removes it and says why.
+        """
+        orm_spawner, user = getattr(self, "orm_spawner", None), getattr(self, "user", None)
+        if orm_spawner is None or user is None or self.db is None:
+            return
+        owner = user.spawners.get(self.name) or self  # the ProfileSpawner wrapping this one, if any
+        try:
+            orm_spawner.state = owner.get_state()
+            self.db.commit()
+        except Exception:  # the start goes on; only a hub killed meanwhile would miss it
+            self.log.exception("Saving the state of %s after submission failed", self._log_name)
 
     def get_state(self):
         state = super().get_state()
