@@ -337,3 +337,80 @@ def test_a_missing_condor_config_is_named_with_the_site_key(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert "cannot be read; fix `htcondor.condor_config` in the site file" in proc.stdout, proc.stderr
+
+
+# -- the port report under load ------------------------------------------------------------------------
+
+
+class _OneJobQueue:
+    """The queue view as the spawner reads it, for one job (pure logic: no pool)."""
+
+    unknown = False
+    query_timeout = 0.01
+    min_query_interval = 0.0
+
+    def __init__(self, job):
+        self._job = job
+
+    def job(self, job_id):
+        return self._job
+
+    async def next_refresh(self, timeout):
+        return None
+
+    async def last_words(self, job_id):
+        return "removed by alice"
+
+
+class _SpawnerOn(HTCondorSpawner):
+    def __init__(self, queue, **kw):
+        super().__init__(**kw)
+        self._queue_view = queue
+
+    @property
+    def queue(self):  # type: ignore[override]
+        return self._queue_view
+
+
+def _running_job():
+    from types import SimpleNamespace
+
+    from condorhub.spawner.condor.queue import Phase
+
+    return SimpleNamespace(phase=Phase.running, node="gpu1.example.org", node_address="10.0.0.7")
+
+
+def test_a_repeated_port_report_is_accepted_and_another_port_refused():
+    """The launcher retries a report the hub took but answered after the launcher's timeout (seen at load 20): the
+    same port again must not be a 409, which made the launcher exit; a different port still is."""
+    import asyncio
+
+    async def scenario():
+        spawner = _SpawnerOn(_OneJobQueue(_running_job()))
+        spawner.job_id = "42.0"
+        spawner._port_future = asyncio.get_running_loop().create_future()
+        await spawner.accept_port(8888, None)
+        assert spawner._port_future.result() == (8888, "10.0.0.7")
+        await spawner.accept_port(8888, None)  # the retry: no error
+        with pytest.raises(web.HTTPError) as refused:
+            await spawner.accept_port(9999, None)
+        assert refused.value.status_code == 409
+
+    asyncio.run(scenario())
+
+
+def test_a_job_gone_from_the_queue_ends_the_wait_for_the_server_at_once():
+    """Before: a job removed while its server was starting kept the user waiting the whole start timeout."""
+    import asyncio
+    import time
+
+    async def scenario():
+        spawner = _SpawnerOn(_OneJobQueue(None))
+        spawner.job_id = "42.0"
+        spawner.ip, spawner.port, spawner.node = "127.0.0.1", 1, "gpu1"  # nothing listens on port 1
+        started = time.monotonic()
+        with pytest.raises(Exception, match="left the queue before the server answered: removed by alice"):
+            await spawner._wait_listening(time.time() + 60)
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 5

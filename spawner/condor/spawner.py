@@ -523,6 +523,14 @@ class HTCondorSpawner(BatchSpawnerBase):
                 writer.close()
                 return
             job = queue.job(self.job_id)
+            if job is None and not queue.unknown:
+                # Gone from the queue (removed, or ended and out of the history the queue keeps): waiting on
+                # for the whole start timeout would keep the user looking at a progress bar for nothing.
+                raise self._fail(
+                    f"Your server's job {self.job_id} left the queue before the server answered: "
+                    f"{await queue.last_words(self.job_id)}.",
+                    log_tail=True,
+                )
             if job is not None and job.phase != Phase.running:
                 raise self._fail(
                     f"Your server's job {self.job_id} stopped before the server answered: {job.end_reason()}.",
@@ -539,6 +547,10 @@ class HTCondorSpawner(BatchSpawnerBase):
     async def accept_port(self, port: int, host: str | None) -> None:
         """The job's launcher reports its port (through :class:`.api.PortReportHandler`)."""
         future = self._port_future
+        # The launcher's retry of a report the hub took but answered late (seen at load 20: 28.8 s, past the
+        # launcher's 30 s timeout): the same port again is no conflict, and a 409 made the launcher exit.
+        if self.job_id and _reported_port(future) == port:
+            return
         if future is None or future.done() or not self.job_id:
             raise web.HTTPError(409, "This server is not waiting for a port (it runs already, or was stopped)")
         queue = self.queue
@@ -759,3 +771,10 @@ class HTCondorSpawner(BatchSpawnerBase):
         self.run_started = 0
         self.submitted_at = 0
         self._port_future = None
+
+
+def _reported_port(future: asyncio.Future | None) -> int | None:
+    """The port a finished port report set, or None."""
+    if future is None or not future.done() or future.cancelled() or future.exception() is not None:
+        return None
+    return future.result()[0]
