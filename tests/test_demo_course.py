@@ -16,12 +16,13 @@ import json
 import re
 import shutil
 import time
+from pathlib import Path
 
 import htcondor2
 import pytest
 
 from devstack import node_root as nr
-from devstack.course import TEACHING_FOLDER, publish_demo_course
+from devstack.course import DEMO_COURSE, TEACHING_FOLDER, publish_demo_course
 from devstack.directory import DEMO_USERS
 from devstack.run import demo_site
 from tests.support.hub import Hub, HubClient
@@ -57,6 +58,11 @@ def demo(slapd, condor_pool, ldap_home_base):
     htcondor2.Schedd().act(htcondor2.JobAction.Remove, 'Owner == "alice" && (CondorhubUser == "alice" || '
                                                        'JobBatchName == "03-scan") && JobStatus != 3')
     shutil.rmtree(work, ignore_errors=True)
+    # The session's homes are shared by every module, and other modules publish a course of the same slug
+    # (test_e2e_courses' dl-intro): leave no clone of this demo course behind for their pull to trip over.
+    home = Path(ldap_home_base)
+    shutil.rmtree(home / "alice" / "courses" / DEMO_COURSE["slug"], ignore_errors=True)
+    shutil.rmtree(home / "carol" / TEACHING_FOLDER, ignore_errors=True)
 
 
 def login(hub: Hub, user: str) -> HubClient:
