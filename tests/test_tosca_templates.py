@@ -98,8 +98,12 @@ def test_role_groups_must_name_real_roles():
 # ------------------------------------------------------------------------ the two deployment paths
 
 
-def _site_roles(groups: set[str]) -> list[str]:
-    """The roles ansible/site.yml applies to a host in ``groups`` (plays in order, duplicates dropped)."""
+PROMETHEUS_WHEN = "condorhub_prometheus | default(false) | bool"
+
+
+def _site_roles(groups: set[str], variables: dict) -> list[str]:
+    """The roles ansible/site.yml applies to a host in ``groups`` (plays in order, duplicates dropped; the
+    prometheus role's `when` evaluated on the variables)."""
     plays = yaml.safe_load((ANSIBLE / "site.yml").read_text())
     roles: list[str] = []
     for play in plays:
@@ -107,7 +111,11 @@ def _site_roles(groups: set[str]) -> list[str]:
             continue
         patterns = set(play["hosts"].split(":"))
         if "all" in patterns or patterns & groups:
-            roles += [r["role"] if isinstance(r, dict) else r for r in play["roles"]]
+            for role in play["roles"]:
+                when = role.get("when") if isinstance(role, dict) else None
+                if when == PROMETHEUS_WHEN and not variables.get("condorhub_prometheus"):
+                    continue
+                roles.append(role["role"] if isinstance(role, dict) else role)
     return list(dict.fromkeys(roles))
 
 
@@ -120,7 +128,9 @@ def _im_roles(playbook: Path, variables: dict) -> list[str]:
         when = role.get("when") if isinstance(role, dict) else None
         if when == "condorhub_nfs_server | default('') | length > 0" and not variables.get("condorhub_nfs_server"):
             continue
-        assert when in (None, "condorhub_nfs_server | default('') | length > 0"), f"unknown condition {when}"
+        if when == PROMETHEUS_WHEN and not variables.get("condorhub_prometheus"):
+            continue
+        assert when in (None, "condorhub_nfs_server | default('') | length > 0", PROMETHEUS_WHEN), f"unknown condition {when}"
         roles.append(name)
     return roles
 
@@ -154,10 +164,10 @@ def test_inventory_and_tosca_paths_apply_the_same_roles_with_the_same_variables(
             # The same variables ...
             assert inv_vars == im_vars, f"{host}: the inventory's variables differ from the IM's"
             # ... the same roles ...
-            assert _site_roles(groups_of[host]) == _im_roles(playbook, im_vars), host
+            assert _site_roles(groups_of[host], inv_vars) == _im_roles(playbook, im_vars), host
             # ... and what the IM playbook fixes equals what the groups imply on the inventory path.
             assert play.get("vars", {}).get("htcondor_roles", []) == _htcondor_roles(groups_of[host]), host
-            if "jupyterhub" in _site_roles(groups_of[host]):
+            if "jupyterhub" in _site_roles(groups_of[host], inv_vars):
                 assert play["vars"]["jupyterhub_htcondor"] == ("condor_submit" in groups_of[host])
     if "cluster" in template.name:
         worker = hosts["gpu_worker-2"]

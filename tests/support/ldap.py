@@ -32,8 +32,25 @@ def ldap_home_base():
     root = scratch_dir("condorhub-test-")
     home = root / "home"
     home.mkdir(mode=0o755)
+    _HOME_BASES.append(home)
     yield home
+    _HOME_BASES.remove(home)
     shutil.rmtree(root, ignore_errors=True)
+
+
+_HOME_BASES: list[Path] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_course_clone_outlives_its_module():
+    """The session's homes are shared by every module, and several modules publish a course of the same slug
+    (dl-intro), each from its own repository: a student's ~/courses/dl-intro left by one module points at a
+    repository gone with it, and the next module's pull into it fails its `git fetch`."""
+    yield
+    for base in _HOME_BASES:
+        for courses in base.glob("*/courses"):
+            if courses.is_dir() and not courses.is_symlink():
+                shutil.rmtree(courses, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
