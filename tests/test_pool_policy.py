@@ -20,7 +20,7 @@ import time
 import pytest
 
 from devstack.directory import DEMO_USERS
-from condorhub.spawner.condor.usermap import parse
+from condorhub.spawner.condor.usermap import UserMapWriter, _limits_from, parse, render
 from tests.support.hub import Hub, demo_site
 from tests.support.pool_policy import POLICY_GROUPS, demo_limits, user_map_writer
 from tests.support.scratch import scratch_dir
@@ -191,7 +191,28 @@ def test_a_late_materializing_cluster_is_refused(condor_pool, user_condor_client
     assert len(htcondor2.Schedd().query('Owner == "alice"', projection=["ClusterId"])) == before
 
 
-def test_a_user_who_never_logged_in_is_refused_saying_so(condor_pool, user_condor_client):
+@pytest.fixture
+def dave_unknown_to_the_pool(condor_pool):
+    """The user map is the session pool's, and other modules' hubs saw dave log in: the map as a pool's whose hub
+    never saw him, and back afterwards."""
+    path = condor_pool.user_map_path
+    saved = path.read_text()
+    users = {name: _limits_from(entry) for name, entry in parse(saved).items() if name != "dave"}
+    _replace_map(condor_pool, render(users))
+    yield
+    _replace_map(condor_pool, saved)
+
+
+def _replace_map(pool, text: str) -> None:
+    path = pool.user_map_path
+    st = path.stat()
+    path.write_text(text)
+    stamp = max(int(time.time()), int(st.st_mtime) + 1)  # the schedd re-reads a map whose mtime changed
+    os.utime(path, (stamp, stamp))
+    UserMapWriter(path, pool.user_map_reconfig_command).reconfig()
+
+
+def test_a_user_who_never_logged_in_is_refused_saying_so(condor_pool, user_condor_client, dave_unknown_to_the_pool):
     dave = user_condor_client("dave")  # a valid token, but the hub never saw dave log in
     reason = _refusal(_submit(dave, condor_pool, HELD))
     assert "dave has not logged in to the hub yet" in reason and "log in to the hub once" in reason, reason
